@@ -1,0 +1,62 @@
+"""The page registry: which page, in which group, needs which permission.
+
+Every page is registered for everyone (so a deep link reaches the page, whose gate then says
+"not allowed"), but only the pages a person may use are visible in the navigation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from services.auth.identity import Identity
+from services.auth.permissions import Action
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str
+    title: str
+    icon: str
+    group: str
+    action: Action | None  # None: every signed-in person
+    default: bool = False
+
+
+PAGES: list[PageSpec] = [
+    PageSpec("pages/home.py", "Home", ":material/home:", "Marketplace", None, default=True),
+    # --- cloud-user pages
+    # --- billing pages
+    # --- cloud-provider pages
+    # --- cloud-operator pages
+    # --- account pages
+]
+
+
+def register(*specs: PageSpec) -> None:
+    for spec in specs:
+        if all(p.path != spec.path for p in PAGES):
+            PAGES.append(spec)
+
+
+def visible_pages(me: Identity) -> list[PageSpec]:
+    return [p for p in PAGES if p.action is None or me.can(p.action)]
+
+
+def build(me: Identity, *, extra: list | None = None):
+    """st.navigation with the person's pages grouped by role; others registered hidden."""
+    groups: dict[str, list] = {}
+    for spec in PAGES:
+        visible = spec.action is None or me.can(spec.action)
+        page = st.Page(
+            spec.path,
+            title=spec.title,
+            icon=spec.icon,
+            default=spec.default,
+            visibility="visible" if visible else "hidden",
+        )
+        groups.setdefault(spec.group, []).append(page)
+    for group, pages in extra or []:
+        groups.setdefault(group, []).extend(pages)
+    return st.navigation(groups, expanded=True)

@@ -1,0 +1,1 @@
+"""The business: one folder per domain, plus adapters (db, stripe, auth). Imports neither streamlit nor fastapi."""

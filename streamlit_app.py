@@ -1,0 +1,52 @@
+"""Builds the app: the Streamlit UI (ui.py) plus the HTTP API mounted under /api.
+
+Run with `streamlit run streamlit_app.py` (what `make run` does) or `uvicorn streamlit_app:app`.
+Nothing here touches the database at import time; startup work runs in the lifespan hook.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import streamlit as st
+from starlette.routing import Mount
+
+from api.app import create_api
+from dashboard.identity import demo_mode
+from services.bootstrap import check_demo_allowed, prepare_database
+from services.nodes import simulator
+from services.scheduler import Scheduler
+
+log = logging.getLogger("marketplace")
+HERE = Path(__file__).resolve().parent
+
+
+def _startup() -> Scheduler:
+    demo = demo_mode()
+    check_demo_allowed(auth_configured=not demo)  # refuses to serve production without sign-in
+    prepare_database(demo=demo)
+    scheduler = Scheduler()
+    if demo:
+        scheduler.add("demo-fleet", 30, simulator.tick)
+    start_background_jobs(scheduler)
+    scheduler.start()
+    return scheduler
+
+
+def start_background_jobs(scheduler: Scheduler) -> None:
+    """Register the app's periodic jobs (metering and others add themselves here)."""
+
+
+@asynccontextmanager
+async def lifespan(_app):
+    scheduler = await anyio.to_thread.run_sync(_startup)
+    try:
+        yield {}
+    finally:
+        scheduler.stop()
+
+
+app = st.App(str(HERE / "ui.py"), routes=[Mount("/api", app=create_api())], lifespan=lifespan)

@@ -1,0 +1,30 @@
+"""Home page: the figures shown are the database's; demo mode shows its banner and picker."""
+
+from services.db.engine import UnitOfWork
+from services.stats import service as stats
+from tests.support.apptest import app_as, demo_app, texts
+
+
+def test_home_shows_the_seeded_figures(seeded_sqlite, monkeypatch):
+    at = app_as(monkeypatch, sub="auth0|alice", email="alice@example.com")
+    assert not at.exception
+    summary = stats.summary(UnitOfWork())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Providers"] == f"{summary.providers:,}"
+    assert metrics["Nodes online"] == f"{summary.nodes_online:,}"
+    assert metrics["Running"] == f"{summary.deployments_by_status['running']:,}"
+    assert metrics["Failed"] == f"{summary.deployments_by_status['failed']:,}"
+    assert "Demo mode" not in texts(at)
+
+
+def test_demo_mode_shows_a_banner_and_switches_people(seeded_sqlite, monkeypatch):
+    at = demo_app(monkeypatch)
+    assert not at.exception
+    assert "Demo mode" in texts(at)
+    picker = at.sidebar.selectbox(key="demo_user_id")
+    assert len(picker.options) >= 4
+    labels = " ".join(str(o) for o in picker.options)
+    assert "Olivia" in labels and "Priya" in labels
+    picker.select_index(2).run()
+    assert not at.exception
+    assert "Uma User" in texts(at)

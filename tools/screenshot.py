@@ -1,0 +1,34 @@
+"""Take a screenshot of a page of the running app: python tools/screenshot.py URL OUT.png [--wait-text TEXT]."""
+
+import argparse
+
+from playwright.sync_api import sync_playwright
+
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+p = argparse.ArgumentParser()
+p.add_argument("url")
+p.add_argument("out")
+p.add_argument("--wait-text", default=None)
+p.add_argument("--width", type=int, default=1400)
+p.add_argument("--height", type=int, default=1000)
+a = p.parse_args()
+with sync_playwright() as pw:
+    browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+    page = browser.new_page(viewport={"width": a.width, "height": a.height})
+    page.goto(a.url)
+    if a.wait_text:
+        page.get_by_text(a.wait_text).first.wait_for(timeout=30000)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=a.out, full_page=True)
+    browser.close()
+print(a.out)
