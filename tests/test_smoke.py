@@ -35,19 +35,37 @@ def wait_for(url: str, proc: subprocess.Popen, timeout: float = 90) -> httpx.Res
 
 def test_the_real_app_migrates_seeds_and_serves(tmp_path):
     port = free_port()
-    env = dict(os.environ, MARKETPLACE_DATABASE_URL=f"sqlite:///{tmp_path}/app.db", MARKETPLACE_DEMO_MODE="true",
-               MARKETPLACE_ENV="development")
+    env = dict(
+        os.environ,
+        MARKETPLACE_DATABASE_URL=f"sqlite:///{tmp_path}/app.db",
+        MARKETPLACE_DEMO_MODE="true",
+        MARKETPLACE_ENV="development",
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/_stcore/health", proc)
         health = wait_for(f"http://127.0.0.1:{port}/api/health", proc)
         assert health.json() == {"status": "ok", "database": "ok"}
         home = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-        assert home.status_code == 200 and "<div id=\"root\">" in home.text.replace("'", '"')
+        assert home.status_code == 200 and '<div id="root">' in home.text.replace("'", '"')
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
@@ -59,9 +77,23 @@ def test_demo_mode_refuses_to_start_in_production(tmp_path):
     env.pop("MARKETPLACE_DEMO_MODE", None)
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         out, _ = proc.communicate(timeout=60)

@@ -15,7 +15,9 @@ def test_balanced_posting_moves_both_balances(db, uow):
         s = uow.session
         credits = ledger.user_account(s, alice.user_id)
         stripe = ledger.system_account(s, "external:stripe")
-        ledger.post(s, kind="topup", idempotency_key="t1", legs=[ledger.Leg(stripe.id, -2500), ledger.Leg(credits.id, 2500)])
+        ledger.post(
+            s, kind="topup", idempotency_key="t1", legs=[ledger.Leg(stripe.id, -2500), ledger.Leg(credits.id, 2500)]
+        )
         uow.commit()
     with uow:
         s = uow.session
@@ -35,7 +37,12 @@ def test_unbalanced_or_zero_legs_are_refused_and_nothing_is_written(db, uow, leg
         b = ledger.system_account(s, "platform:adjustments")
         accounts = [a, b, a]
         with pytest.raises(InvalidInput):
-            ledger.post(s, kind="adjustment", idempotency_key="x", legs=[ledger.Leg(accounts[i].id, v) for i, v in enumerate(legs)])
+            ledger.post(
+                s,
+                kind="adjustment",
+                idempotency_key="x",
+                legs=[ledger.Leg(accounts[i].id, v) for i, v in enumerate(legs)],
+            )
         uow.commit()
     with uow:
         assert uow.session.scalar(select(func.count()).select_from(LedgerEntry)) == 0

@@ -15,7 +15,10 @@ def test_seed_has_deployments_in_every_status_and_the_demo_people(seeded_db, uow
         statuses = set(s.scalars(select(m.Deployment.status).distinct()))
         assert statuses == {"pending", "running", "stopped", "failed", "deleted"}
         assert s.scalar(select(func.count()).select_from(m.NodeMetric)) > 0
-        assert s.scalar(select(func.count()).select_from(m.ProviderRequest).where(m.ProviderRequest.status == "pending")) >= 1
+        assert (
+            s.scalar(select(func.count()).select_from(m.ProviderRequest).where(m.ProviderRequest.status == "pending"))
+            >= 1
+        )
     people = {p.email: p for p in demo_people(uow)}
     assert len(people) == len(DEMO_PEOPLE)
     assert "cloud-operator" in people["olivia@operator.demo"].roles

@@ -26,11 +26,20 @@ def _v2_navigation_only(monkeypatch) -> None:
 
     monkeypatch.setattr(PagesManager, "__init__", init)
 
+
 UI = str(Path(__file__).resolve().parents[2] / "ui.py")
 
 
-def app_as(monkeypatch, *, sub: str, email: str, roles: list[str] | tuple[str, ...] = (), name: str = "Test Person",
-           page: str | None = None, timeout: float = 30) -> AppTest:
+def app_as(
+    monkeypatch,
+    *,
+    sub: str,
+    email: str,
+    roles: list[str] | tuple[str, ...] = (),
+    name: str = "Test Person",
+    page: str | None = None,
+    timeout: float = 30,
+) -> AppTest:
     """An AppTest of the UI signed in with these ID-token claims (demo mode off); runs it once.
 
     If `page` is given ("pages/x.py"), switches to it and runs again.
@@ -39,8 +48,14 @@ def app_as(monkeypatch, *, sub: str, email: str, roles: list[str] | tuple[str, .
     get_settings.cache_clear()
     _v2_navigation_only(monkeypatch)
     at = AppTest.from_file(UI, default_timeout=timeout)
-    at.user = {"is_logged_in": True, "sub": sub, "email": email, "email_verified": True, "name": name,
-               get_settings().roles_claim: list(roles)}
+    at.user = {
+        "is_logged_in": True,
+        "sub": sub,
+        "email": email,
+        "email_verified": True,
+        "name": name,
+        get_settings().roles_claim: list(roles),
+    }
     at.run()
     if page:
         at.switch_page(page).run()
