@@ -118,3 +118,12 @@ def identity_for_user_id(uow: UnitOfWork, user_id: int) -> Identity:
         if user is None:
             raise NotAuthenticated("Unknown user.")
         return identity_for_user(uow, user)
+
+
+def identity_for_demo_subject(uow: UnitOfWork, subject: str) -> Identity:
+    """The identity of a seeded demo person by subject (`demo:<key>`); NotAuthenticated for anyone else."""
+    with uow:
+        user = uow.session.scalar(select(User).where(User.subject == subject, User.is_demo.is_(True)))
+        if user is None:
+            raise NotAuthenticated("Unknown demo person.")
+        return identity_for_user(uow, user)
