@@ -153,7 +153,8 @@ class TokenVerifier:
         try:
             return self._verify(token)
         except (_Rejected, JoseError, ValueError, TypeError, KeyError) as exc:
-            log.debug("bearer token refused: %s", exc.__class__.__name__ if not isinstance(exc, _Rejected) else exc)
+            # the reason (a check's name, never the token) goes to the log for the operator; the caller gets GENERIC
+            log.debug("bearer token refused: %s: %s", type(exc).__name__, exc)
             raise NotAuthenticated(GENERIC) from None
 
     def _verify(self, token: str) -> dict[str, Any]:
