@@ -1,0 +1,486 @@
+"""The scheduler: which nodes a deployment's replicas and backup VM go to.
+
+Rules, in order:
+
+1. **Eligible nodes**: the node is online (status "online" with a fresh heartbeat), its provider is
+   active, it is in no scheduled maintenance window that overlaps the next hour, it is in the
+   requested region (if one is asked), and for GPU work it has the requested GPU model.
+2. **Free capacity**: the node's vCPU, RAM, disk and GPUs minus what deployments in status *pending*
+   or *running* already hold there must cover one instance. *Stopped* (and failed, deleted)
+   deployments hold no capacity: they are not charged either, and `start` re-checks their nodes.
+3. **Spread**: one node per replica (never two replicas on one node); replicas go to different
+   providers when enough providers have room, otherwise to different nodes of the same providers.
+   The backup VM must be on a provider that hosts none of the replicas (no fit otherwise).
+4. **Ranking** among eligible nodes: price first (the node's price factor; every instance has the
+   same spec, so the factor orders the price), then uptime over the last 30 days (the node's online
+   share in `node_metrics`; nodes without metrics rank after those with), then free capacity (free
+   vCPU, then free RAM: the least loaded first), then node id for a stable order.
+
+Speed: the candidates come from one set-based SQL statement (filters, the used-capacity aggregate
+and the price/free-capacity order run in the database) that returns a short list: the best
+`SHORTLIST` nodes by price and free capacity. Uptime is then read for those nodes only, by one
+aggregate query, and cached per process for `UPTIME_CACHE_SECONDS` (30-day shares move slowly).
+So uptime decides between equally priced nodes within that short list: at marketplace scale the
+winner is the best-uptime node among the least-loaded cheapest ones. When the short list lacks
+enough providers to spread over (or a provider for the backup), a second statement looks only at
+the providers not yet seen.
+
+No fit raises InvalidInput whose message says which resource was short and where, with the field
+of the launch form it concerns (vcpu, ram_gb, disk_gb, gpu_count, region, replicas, backup_enabled).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, exists, func, literal, select
+from sqlalchemy.orm import Session
+
+from services.db.base import utcnow
+from services.deployments.models import Deployment, DeploymentPlacement
+from services.deployments.schemas import PlacedInstance
+from services.errors import InvalidInput
+from services.maintenance.models import MaintenanceWindow, MaintenanceWindowNode
+from services.nodes.models import Node, NodeMetric
+from services.nodes.status import is_online_clause
+from services.pricing.service import ResourceSpec
+from services.providers.models import Provider
+
+# Deployments in these statuses hold capacity on their nodes.
+HOLDING_STATUSES = ("pending", "running")
+MAINTENANCE_LOOKAHEAD = timedelta(hours=1)
+UPTIME_WINDOW = timedelta(days=30)
+UPTIME_CACHE_SECONDS = 300
+SHORTLIST = 48  # candidates ranked in Python; grows with the number of instances to place
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A placement that stays where it is (scaling up, restarting): new instances avoid its node."""
+
+    slot: int
+    role: str
+    node_id: int
+    provider_id: int
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    node_id: int
+    node_name: str
+    provider_id: int
+    provider_name: str
+    region: str
+    price_factor_pct: int
+    free_vcpu: int
+    free_ram_gb: int
+    free_disk_gb: int
+    free_gpu: int
+    uptime: float | None = None
+
+
+def _where(region: str | None) -> str:
+    return f"region {region}" if region else "any region"
+
+
+# --- the SQL pieces ----------------------------------------------------------------------------
+
+
+def _used_capacity(ignore_deployment_id: int | None = None):
+    """Per node: what pending/running deployments hold there (one grouped subquery)."""
+    q = (
+        select(
+            DeploymentPlacement.node_id.label("node_id"),
+            func.sum(Deployment.vcpu).label("vcpu"),
+            func.sum(Deployment.ram_gb).label("ram_gb"),
+            func.sum(Deployment.disk_gb).label("disk_gb"),
+            func.sum(Deployment.gpu_count).label("gpu"),
+        )
+        .join(Deployment, Deployment.id == DeploymentPlacement.deployment_id)
+        .where(Deployment.status.in_(HOLDING_STATUSES))
+        .group_by(DeploymentPlacement.node_id)
+    )
+    if ignore_deployment_id is not None:
+        q = q.where(Deployment.id != ignore_deployment_id)
+    return q.subquery("used")
+
+
+def _in_maintenance(now: datetime):
+    """SQL condition: the node is in a scheduled maintenance window overlapping [now, now + 1 h)."""
+    return exists(
+        select(literal(1))
+        .select_from(MaintenanceWindowNode)
+        .join(MaintenanceWindow, MaintenanceWindow.id == MaintenanceWindowNode.window_id)
+        .where(
+            MaintenanceWindowNode.node_id == Node.id,
+            MaintenanceWindow.status == "scheduled",
+            MaintenanceWindow.starts_at < now + MAINTENANCE_LOOKAHEAD,
+            MaintenanceWindow.ends_at > now,
+        )
+    )
+
+
+def _eligible(region: str | None, gpu_model: str | None, now: datetime) -> list:
+    """Conditions every candidate meets before capacity: online, active provider, no maintenance, region."""
+    conds = [is_online_clause(now), Provider.status == "active", ~_in_maintenance(now)]
+    if region:
+        conds.append(Node.region == region)
+    if gpu_model:
+        conds.append(Node.gpu_model == gpu_model)
+    return conds
+
+
+def _free_columns(used):
+    free_vcpu = Node.vcpu - func.coalesce(used.c.vcpu, 0)
+    free_ram = Node.ram_gb - func.coalesce(used.c.ram_gb, 0)
+    free_disk = Node.disk_gb - func.coalesce(used.c.disk_gb, 0)
+    free_gpu = Node.gpu_count - func.coalesce(used.c.gpu, 0)
+    return free_vcpu, free_ram, free_disk, free_gpu
+
+
+def _candidates(
+    session: Session,
+    spec: ResourceSpec,
+    *,
+    region: str | None,
+    now: datetime,
+    limit: int,
+    exclude_nodes: Iterable[int] = (),
+    exclude_providers: Iterable[int] = (),
+    only_nodes: Iterable[int] | None = None,
+    ignore_deployment_id: int | None = None,
+) -> list[_Candidate]:
+    """The best `limit` nodes with room for one instance of `spec`, by price then free capacity (one statement)."""
+    used = _used_capacity(ignore_deployment_id)
+    free_vcpu, free_ram, free_disk, free_gpu = _free_columns(used)
+    conds = _eligible(region, spec.gpu_model if spec.gpu_count else None, now)
+    # Raw size first (uses no aggregate), then what is left after other deployments.
+    conds += [Node.vcpu >= spec.vcpu, Node.ram_gb >= spec.ram_gb, Node.disk_gb >= spec.disk_gb]
+    conds += [free_vcpu >= spec.vcpu, free_ram >= spec.ram_gb, free_disk >= spec.disk_gb]
+    if spec.gpu_count:
+        conds += [Node.gpu_count >= spec.gpu_count, free_gpu >= spec.gpu_count]
+    exclude_nodes, exclude_providers = list(exclude_nodes), list(exclude_providers)
+    if exclude_nodes:
+        conds.append(Node.id.not_in(exclude_nodes))
+    if exclude_providers:
+        conds.append(Node.provider_id.not_in(exclude_providers))
+    if only_nodes is not None:
+        conds.append(Node.id.in_(list(only_nodes)))
+    q = (
+        select(
+            Node.id,
+            Node.name,
+            Node.provider_id,
+            Provider.company,
+            Node.region,
+            Node.price_factor_pct,
+            free_vcpu,
+            free_ram,
+            free_disk,
+            free_gpu,
+        )
+        .join(Provider, Provider.id == Node.provider_id)
+        .outerjoin(used, used.c.node_id == Node.id)
+        .where(and_(*conds))
+        .order_by(Node.price_factor_pct, free_vcpu.desc(), free_ram.desc(), Node.id)
+        .limit(limit)
+    )
+    return [
+        _Candidate(nid, name, int(pid), company, reg, int(factor), int(fv), int(fr), int(fd), int(fg))
+        for nid, name, pid, company, reg, factor, fv, fr, fd, fg in session.execute(q)
+    ]
+
+
+# --- uptime ------------------------------------------------------------------------------------
+
+_uptime_lock = threading.Lock()
+_uptime_cache: dict[tuple[str, int], tuple[float, float | None]] = {}  # (db, node) -> (expires, share)
+
+
+def clear_uptime_cache() -> None:
+    """Forget cached uptime shares (tests that write metrics call this)."""
+    with _uptime_lock:
+        _uptime_cache.clear()
+
+
+def uptime_shares(session: Session, node_ids: Sequence[int], now: datetime | None = None) -> dict[int, float | None]:
+    """Online share (0..1) over the last 30 days per node; None for a node without metrics.
+
+    One aggregate query for the nodes not cached yet; results are kept for UPTIME_CACHE_SECONDS.
+    """
+    now = now or utcnow()
+    db = str(session.get_bind().url)
+    clock = time.monotonic()
+    out: dict[int, float | None] = {}
+    missing: list[int] = []
+    with _uptime_lock:
+        for nid in node_ids:
+            hit = _uptime_cache.get((db, nid))
+            if hit and hit[0] > clock:
+                out[nid] = hit[1]
+            else:
+                missing.append(nid)
+    if missing:
+        q = (
+            select(
+                NodeMetric.node_id,
+                func.sum(case((NodeMetric.online.is_(True), 1), else_=0)),
+                func.count(),
+            )
+            .where(NodeMetric.node_id.in_(missing), NodeMetric.ts >= now - UPTIME_WINDOW)
+            .group_by(NodeMetric.node_id)
+        )
+        found = {nid: (int(up) / int(total) if total else None) for nid, up, total in session.execute(q)}
+        with _uptime_lock:
+            for nid in missing:
+                share = found.get(nid)
+                out[nid] = share
+                _uptime_cache[(db, nid)] = (clock + UPTIME_CACHE_SECONDS, share)
+    return out
+
+
+# --- choosing ----------------------------------------------------------------------------------
+
+
+def _rank_key(c: _Candidate):
+    return (c.price_factor_pct, -(c.uptime if c.uptime is not None else -1.0), -c.free_vcpu, -c.free_ram_gb, c.node_id)
+
+
+def _describe(c: _Candidate, rank: int, note: str) -> str:
+    uptime = f"{c.uptime * 100:.1f}% uptime over 30 days" if c.uptime is not None else "no uptime history yet"
+    price = "list price" if c.price_factor_pct == 100 else f"{c.price_factor_pct}% of list price"
+    return f"#{rank} by price: {price}; {uptime}; {c.free_vcpu} vCPU and {c.free_ram_gb} GB RAM free{note}"
+
+
+def _pick_replicas(
+    ranked: list[_Candidate], count: int, taken_nodes: set[int], taken_providers: set[int], banned: set[int]
+) -> list[tuple[_Candidate, str]] | None:
+    """`count` distinct nodes: first on providers not used yet, then any remaining node. None if too few."""
+    picks: list[tuple[_Candidate, str]] = []
+    nodes, providers = set(taken_nodes), set(taken_providers)
+    for c in ranked:
+        if len(picks) == count:
+            break
+        if c.node_id in nodes or c.provider_id in providers or c.provider_id in banned:
+            continue
+        note = "; a provider no other replica uses" if providers else ""
+        picks.append((c, note))
+        nodes.add(c.node_id)
+        providers.add(c.provider_id)
+    for c in ranked:
+        if len(picks) == count:
+            break
+        if c.node_id in nodes or c.provider_id in banned:
+            continue
+        picks.append((c, "; no other provider had room, so a different node of a provider already used"))
+        nodes.add(c.node_id)
+    return picks if len(picks) == count else None
+
+
+def place(
+    session: Session,
+    spec: ResourceSpec,
+    *,
+    region: str | None = None,
+    replica_slots: Sequence[int] | None = None,
+    backup: bool | None = None,
+    keep: Sequence[Kept] = (),
+    ignore_deployment_id: int | None = None,
+    now: datetime | None = None,
+) -> list[PlacedInstance]:
+    """Choose a node for each replica slot (and the backup) under the rules above, or raise InvalidInput.
+
+    Default: every replica of `spec` plus the backup if it has one. `keep` lists placements that stay
+    (their nodes are not reused; the backup avoids their providers). Reads only; writes nothing.
+    """
+    now = now or utcnow()
+    slots = list(range(spec.replicas)) if replica_slots is None else list(replica_slots)
+    want_backup = spec.backup_enabled if backup is None else backup
+    need = len(slots) + (1 if want_backup else 0)
+    if need == 0:
+        return []
+    kept_nodes = {k.node_id for k in keep}
+    kept_replica_providers = {k.provider_id for k in keep if k.role == "replica"}
+    kept_backup_providers = {k.provider_id for k in keep if k.role == "backup"}
+    limit = SHORTLIST + 4 * need
+
+    shortlist = _candidates(
+        session,
+        spec,
+        region=region,
+        now=now,
+        limit=limit,
+        exclude_nodes=kept_nodes,
+        ignore_deployment_id=ignore_deployment_id,
+    )
+    providers_seen = {c.provider_id for c in shortlist} | kept_replica_providers | kept_backup_providers
+    # Too few providers to spread over in the short list: look at the best node of other providers too.
+    if len(shortlist) == limit and len({c.provider_id for c in shortlist}) < need + 1:
+        shortlist += _candidates(
+            session,
+            spec,
+            region=region,
+            now=now,
+            limit=limit,
+            exclude_nodes=kept_nodes,
+            exclude_providers=providers_seen,
+            ignore_deployment_id=ignore_deployment_id,
+        )
+    uptime = uptime_shares(session, [c.node_id for c in shortlist], now)
+    ranked = sorted(
+        (_Candidate(**{**c.__dict__, "uptime": uptime.get(c.node_id)}) for c in shortlist),
+        key=_rank_key,
+    )
+    rank_of = {c.node_id: i + 1 for i, c in enumerate(ranked)}
+
+    replicas: list[tuple[_Candidate, str]] | None = []
+    backup_pick: _Candidate | None = None
+    if not want_backup:
+        replicas = _pick_replicas(ranked, len(slots), kept_nodes, kept_replica_providers, kept_backup_providers)
+    else:
+        # Try the natural choice first; if it leaves no provider for the backup, set the backup's
+        # provider aside (best backup candidates first) and place the replicas on the others.
+        tries: list[int | None] = [None] + list(dict.fromkeys(c.provider_id for c in ranked))
+        for reserved in tries:
+            banned = set(kept_backup_providers) | ({reserved} if reserved is not None else set())
+            attempt = _pick_replicas(ranked, len(slots), kept_nodes, kept_replica_providers, banned)
+            if attempt is None:
+                if reserved is None:
+                    replicas = None  # not enough nodes even without a backup
+                    break
+                continue
+            replica_providers = kept_replica_providers | {c.provider_id for c, _ in attempt}
+            used_nodes = kept_nodes | {c.node_id for c, _ in attempt}
+            backup_pick = next(
+                (c for c in ranked if c.provider_id not in replica_providers and c.node_id not in used_nodes),
+                None,
+            )
+            if backup_pick is not None:
+                replicas = attempt
+                break
+    if replicas is None or (want_backup and backup_pick is None):
+        raise _no_fit(session, spec, region, now, slots, want_backup, replicas is None, ignore_deployment_id)
+
+    out = [
+        PlacedInstance(
+            slot=slot,
+            role="replica",
+            node_id=c.node_id,
+            node_name=c.node_name,
+            provider_id=c.provider_id,
+            provider_name=c.provider_name,
+            region=c.region,
+            price_factor_pct=c.price_factor_pct,
+            uptime_pct=None if c.uptime is None else round(c.uptime * 100, 2),
+            free_vcpu=c.free_vcpu,
+            free_ram_gb=c.free_ram_gb,
+            reason=_describe(c, rank_of[c.node_id], note),
+        )
+        for slot, (c, note) in zip(slots, replicas, strict=True)
+    ]
+    if backup_pick is not None:
+        c = backup_pick
+        out.append(
+            PlacedInstance(
+                slot=-1,
+                role="backup",
+                node_id=c.node_id,
+                node_name=c.node_name,
+                provider_id=c.provider_id,
+                provider_name=c.provider_name,
+                region=c.region,
+                price_factor_pct=c.price_factor_pct,
+                uptime_pct=None if c.uptime is None else round(c.uptime * 100, 2),
+                free_vcpu=c.free_vcpu,
+                free_ram_gb=c.free_ram_gb,
+                reason=_describe(c, rank_of[c.node_id], "; backup VM: a provider that hosts none of the replicas"),
+            )
+        )
+    return out
+
+
+# --- explaining a miss -------------------------------------------------------------------------
+
+
+def _no_fit(
+    session: Session,
+    spec: ResourceSpec,
+    region: str | None,
+    now: datetime,
+    slots: Sequence[int],
+    want_backup: bool,
+    replicas_short: bool,
+    ignore_deployment_id: int | None,
+) -> InvalidInput:
+    """Which resource was short, and where: one aggregate over the eligible nodes."""
+    where = _where(region)
+    used = _used_capacity(ignore_deployment_id)
+    free_vcpu, free_ram, free_disk, free_gpu = _free_columns(used)
+    fits_all = and_(free_vcpu >= spec.vcpu, free_ram >= spec.ram_gb, free_disk >= spec.disk_gb)
+    if spec.gpu_count:
+        fits_all = and_(fits_all, Node.gpu_model == spec.gpu_model, free_gpu >= spec.gpu_count)
+    gpu_free_of_model = case((Node.gpu_model == spec.gpu_model, free_gpu), else_=None) if spec.gpu_count else None
+    cols = [
+        func.count(),
+        func.max(free_vcpu),
+        func.max(free_ram),
+        func.max(free_disk),
+        func.max(gpu_free_of_model) if gpu_free_of_model is not None else literal(0),
+        func.sum(case((fits_all, 1), else_=0)),
+        func.count(func.distinct(case((fits_all, Node.provider_id), else_=None))),
+    ]
+    q = (
+        select(*cols)
+        .select_from(Node)
+        .join(Provider, Provider.id == Node.provider_id)
+        .outerjoin(used, used.c.node_id == Node.id)
+        .where(and_(*_eligible(region, None, now)))
+    )
+    count, max_vcpu, max_ram, max_disk, max_gpu, fitting, fitting_providers = session.execute(q).one()
+    count, fitting, fitting_providers = int(count or 0), int(fitting or 0), int(fitting_providers or 0)
+    if count == 0:
+        return InvalidInput(
+            f"No node is online in {where} outside a maintenance window right now. Try another region.",
+            field="region",
+        )
+    if spec.gpu_count and max_gpu is None:
+        return InvalidInput(f"No online node in {where} has {spec.gpu_model} GPUs.", field="gpu_model")
+    shortages = [
+        ("vcpu", "vCPU", spec.vcpu, max_vcpu, ""),
+        ("ram_gb", "RAM", spec.ram_gb, max_ram, " GB"),
+        ("disk_gb", "disk", spec.disk_gb, max_disk, " GB"),
+    ]
+    if spec.gpu_count:
+        shortages.append(("gpu_count", f"{spec.gpu_model} GPUs", spec.gpu_count, max_gpu, ""))
+    for field, label, asked, most, unit in shortages:
+        most = int(most or 0)
+        if asked > most:
+            return InvalidInput(
+                f"Not enough {label} in {where}: each instance needs {asked:,}{unit}, "
+                f"the most free on one node is {max(most, 0):,}{unit}.",
+                field=field,
+            )
+    if fitting == 0:
+        return InvalidInput(
+            f"No single node in {where} has {spec.vcpu} vCPU, {spec.ram_gb} GB RAM and {spec.disk_gb} GB disk"
+            + (f" and {spec.gpu_count} {spec.gpu_model}" if spec.gpu_count else "")
+            + " free at once. Try a smaller size or another region.",
+            field="vcpu",
+        )
+    if replicas_short:
+        return InvalidInput(
+            f"Only {fitting} node(s) in {where} have room for an instance; {len(slots)} replica(s) need "
+            f"{len(slots)} different nodes. Lower the replicas or choose another region.",
+            field="replicas",
+        )
+    if want_backup:
+        return InvalidInput(
+            f"No node of another provider in {where} has room for the backup VM "
+            f"({fitting_providers} provider(s) have room, and the backup must not share one with the replicas).",
+            field="backup_enabled",
+        )
+    return InvalidInput(f"No node in {where} can take this deployment right now.", field="vcpu")
