@@ -26,6 +26,7 @@ class Deployment(Base):
         ),
         Index("ix_deployments_owner_created", "owner_user_id", "created_at"),
         Index("ix_deployments_status", "status"),
+        Index("ix_deployments_created", "created_at"),  # deployments per day (operator overview)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -218,6 +218,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deployments")),
     )
     with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.create_index("ix_deployments_created", ["created_at"], unique=False)
         batch_op.create_index("ix_deployments_owner_created", ["owner_user_id", "created_at"], unique=False)
         batch_op.create_index("ix_deployments_status", ["status"], unique=False)
         batch_op.create_index(
@@ -460,7 +461,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_entries")),
     )
     with op.batch_alter_table("ledger_entries", schema=None) as batch_op:
-        batch_op.create_index("ix_ledger_entries_account_created", ["account_id", "created_at"], unique=False)
+        batch_op.create_index(
+            "ix_ledger_entries_account_created",
+            ["account_id", "created_at", "amount_cents", "transaction_id"],
+            unique=False,
+        )
         batch_op.create_index("ix_ledger_entries_transaction", ["transaction_id"], unique=False)
 
     op.create_table(
@@ -546,6 +551,7 @@ def downgrade() -> None:
         )
         batch_op.drop_index("ix_deployments_status")
         batch_op.drop_index("ix_deployments_owner_created")
+        batch_op.drop_index("ix_deployments_created")
 
     op.drop_table("deployments")
     with op.batch_alter_table("role_grants", schema=None) as batch_op:
