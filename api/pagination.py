@@ -33,6 +33,7 @@ T = TypeVar("T")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _MAX_CURSOR_CHARS = 512
+MAX_OFFSET = 10_000_000  # far beyond any real list; keeps crafted cursors inside the database's integers
 
 
 class Page(BaseModel, Generic[T]):

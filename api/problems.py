@@ -127,14 +127,17 @@ def field_errors_from_validation(exc: RequestValidationError) -> list[dict[str, 
         parts = loc[1:] if location else loc
         field = ".".join(parts) or (location or "input")
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        out.setdefault(field, {"field": field, "message": message, "location": location})
+        entry = {"field": field, "message": message}
+        if location:
+            entry["location"] = location
+        out.setdefault(field, entry)
     return list(out.values())
 
 
 def _service_error_fields(exc: ServiceError) -> list[dict[str, Any]] | None:
     if not exc.errors:
         return None
-    return [{"field": f, "message": m, "location": None} for f, m in exc.errors.items()]
+    return [{"field": f, "message": m} for f, m in exc.errors.items()]
 
 
 def install(app: FastAPI) -> None:
@@ -155,7 +158,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = field_errors_from_validation(exc)
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "Invalid input"
+        detail = "; ".join(f"{e['field']}: {e['message'].rstrip('.')}" for e in errors) or "Invalid input"
         return problem_response(422, kind="invalid-input", detail=detail, instance=request.url.path, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
