@@ -15,6 +15,7 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_log_ts", "ts"),
         Index("ix_audit_log_object", "object_type", "object_id"),
+        Index("ix_audit_log_action_ts", "action", "ts"),  # the audit page's action filter, newest first
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -44,19 +44,37 @@ def list_entries(
     *,
     action: str | None = None,
     object_type: str | None = None,
+    object_id: str | None = None,
+    actor_label: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[AuditEntry], int]:
-    """A page of the audit log, newest first, and the total count (operators only)."""
+    """A page of the audit log, newest first, and the total count (operators only).
+
+    Filters: exact action, object type and object id; `actor_label` matches part of who acted.
+    """
     actor.require(Action.AUDIT_VIEW)
     q = select(AuditEntry)
     if action:
         q = q.where(AuditEntry.action == action)
     if object_type:
         q = q.where(AuditEntry.object_type == object_type)
+    if object_id:
+        q = q.where(AuditEntry.object_id == str(object_id))
+    if actor_label:
+        q = q.where(func.lower(AuditEntry.actor_label).contains(actor_label.strip().lower(), autoescape=True))
     with uow:
         total = uow.session.scalar(select(func.count()).select_from(q.subquery()))
         rows = uow.session.scalars(
             q.order_by(AuditEntry.ts.desc(), AuditEntry.id.desc()).limit(limit).offset(offset)
         ).all()
         return list(rows), int(total or 0)
+
+
+def facets(uow, actor: Identity) -> tuple[list[str], list[str]]:
+    """The distinct actions and object types in the log, sorted (for filter pickers; operators only)."""
+    actor.require(Action.AUDIT_VIEW)
+    with uow:
+        actions = uow.session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action)).all()
+        types = uow.session.scalars(select(AuditEntry.object_type).distinct().order_by(AuditEntry.object_type)).all()
+        return list(actions), list(types)

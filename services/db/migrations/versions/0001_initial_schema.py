@@ -67,6 +67,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_log_action_ts", ["action", "ts"], unique=False)
         batch_op.create_index("ix_audit_log_object", ["object_type", "object_id"], unique=False)
         batch_op.create_index("ix_audit_log_ts", ["ts"], unique=False)
 
@@ -575,6 +576,7 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_ts")
         batch_op.drop_index("ix_audit_log_object")
+        batch_op.drop_index("ix_audit_log_action_ts")
 
     op.drop_table("audit_log")
     with op.batch_alter_table("users", schema=None) as batch_op:
