@@ -27,10 +27,18 @@ class PageSpec:
 PAGES: list[PageSpec] = [
     PageSpec("pages/home.py", "Home", ":material/home:", "Marketplace", None, default=True),
     # --- cloud-user pages
+    PageSpec("pages/provider_apply.py", "Become a provider", ":material/storefront:", "Provide", Action.PROVIDER_APPLY),
     # --- billing pages
     # --- cloud-provider pages
+    PageSpec("pages/provider_nodes.py", "Nodes", ":material/dns:", "Provide", Action.NODE_MANAGE),
+    PageSpec(
+        "pages/provider_maintenance.py", "Maintenance", ":material/construction:", "Provide", Action.MAINTENANCE_MANAGE
+    ),
     # --- cloud-operator pages
     # --- account pages
+    PageSpec(
+        "pages/notifications.py", "Notifications", ":material/notifications:", "Account", Action.NOTIFICATIONS_READ_OWN
+    ),
 ]
 
 
