@@ -41,7 +41,8 @@ def notify(
         )
         for u in ids
     ]
-    result = session.execute(insert_ignore(session, Notification), rows)
+    # The Core table, not the ORM entity: an ORM bulk insert's result has no rowcount.
+    result = session.execute(insert_ignore(session, Notification.__table__), rows)
     return int(result.rowcount or 0) if dedupe_prefix else len(rows)
 
 
