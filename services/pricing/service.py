@@ -6,15 +6,25 @@ launch, and that integer is exactly what metering charges each hour.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.audit import service as audit
+from services.auth.identity import Identity
+from services.auth.permissions import Action
 from services.db.base import utcnow
-from services.errors import NotFound
+from services.db.engine import UnitOfWork
+from services.errors import Conflict, InvalidInput, NotFound
 from services.pricing.models import PricingVersion
+from services.users.models import User
 
 HOURS_PER_MONTH = 730  # the cloud industry's convention (8760 / 12)
 
@@ -108,3 +118,577 @@ DEFAULT_RATES = dict(
     platform_fee_bp=1_000,
     term_discount_bp=1_500,
 )
+
+
+# --- operators: versions, validation, saving with optimistic concurrency, cost-impact preview
+
+MAX_VCPU_HOUR_MILLICENTS = 10_000_000  # $100 per vCPU-hour
+MAX_RAM_GB_HOUR_MILLICENTS = 1_000_000  # $10 per GB-hour
+MAX_DISK_GB_MONTH_MILLICENTS = 10_000_000  # $100 per GB-month
+MAX_GPU_HOUR_MILLICENTS = 100_000_000  # $1,000 per GPU-hour
+MAX_FEE_BP = 5_000  # 50 %
+MAX_TERM_DISCOUNT_BP = 5_000
+BACKDATE_GRACE = timedelta(minutes=1)  # "now" typed a moment ago is still now
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+# ISO 4217 currencies with two minor units (amounts are stored in cents).
+CURRENCIES = frozenset(
+    [
+        "AED",
+        "AUD",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CNY",
+        "CZK",
+        "DKK",
+        "EUR",
+        "GBP",
+        "HKD",
+        "ILS",
+        "INR",
+        "MXN",
+        "NOK",
+        "NZD",
+        "PLN",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "USD",
+        "ZAR",
+    ]
+)
+GPU_MODEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,31}$")
+RATE_FIELDS = ("vcpu_hour_millicents", "ram_gb_hour_millicents", "disk_gb_month_millicents")
+
+
+def rate_text(millicents: int, currency: str = "USD") -> str:
+    """12_500 -> "0.125 USD": a rate with as many decimals as it needs (for messages)."""
+    dollars = (Decimal(millicents) / 100_000).normalize()
+    if dollars == dollars.to_integral():
+        dollars = dollars.quantize(Decimal("0.01"))
+    return f"{dollars:f} {currency}"
+
+
+def _rate_in_range(value: int, maximum: int, unit: str) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    if value > maximum:
+        raise ValueError(f"must be at most {rate_text(maximum)} per {unit}")
+    return value
+
+
+class PricingInput(BaseModel):
+    """A new pricing version as an operator (page or API) submits it. Rates in millicents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    currency: str = "USD"
+    vcpu_hour_millicents: int
+    ram_gb_hour_millicents: int
+    disk_gb_month_millicents: int
+    gpu_hour_millicents: dict[str, int] = Field(default_factory=dict)
+    platform_fee_bp: int = 1_000
+    term_discount_bp: int = 1_500
+    running_follow: bool = False
+    effective_at: datetime | None = None  # None: now
+    note: str = Field(default="", max_length=500)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        code = v.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError("must be a three-letter ISO 4217 code, e.g. USD")
+        if code not in CURRENCIES:
+            raise ValueError(
+                f"{code} is not a supported ISO 4217 currency with cents ({', '.join(sorted(CURRENCIES))})"
+            )
+        return code
+
+    @field_validator("vcpu_hour_millicents")
+    @classmethod
+    def _vcpu(cls, v: int) -> int:
+        return _rate_in_range(v, MAX_VCPU_HOUR_MILLICENTS, "vCPU-hour")
+
+    @field_validator("ram_gb_hour_millicents")
+    @classmethod
+    def _ram(cls, v: int) -> int:
+        return _rate_in_range(v, MAX_RAM_GB_HOUR_MILLICENTS, "GB-hour")
+
+    @field_validator("disk_gb_month_millicents")
+    @classmethod
+    def _disk(cls, v: int) -> int:
+        return _rate_in_range(v, MAX_DISK_GB_MONTH_MILLICENTS, "GB-month")
+
+    @field_validator("gpu_hour_millicents")
+    @classmethod
+    def _gpus(cls, v: dict[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for model, rate in v.items():
+            name = model.strip()
+            if not GPU_MODEL_PATTERN.fullmatch(name):
+                raise ValueError(f"GPU model {model!r}: letters, digits, spaces, '.', '_' or '-', up to 32")
+            if name in out:
+                raise ValueError(f"GPU model {name} is listed twice")
+            try:
+                out[name] = _rate_in_range(rate, MAX_GPU_HOUR_MILLICENTS, "GPU-hour")
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return out
+
+    @field_validator("platform_fee_bp")
+    @classmethod
+    def _fee(cls, v: int) -> int:
+        if not 0 <= v <= MAX_FEE_BP:
+            raise ValueError("must be between 0 % and 50 %")
+        return v
+
+    @field_validator("term_discount_bp")
+    @classmethod
+    def _discount(cls, v: int) -> int:
+        if not 0 <= v <= MAX_TERM_DISCOUNT_BP:
+            raise ValueError("must be between 0 % and 50 %")
+        return v
+
+    @field_validator("effective_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("must include a timezone")
+        return v
+
+    def rates(self) -> dict:
+        """The columns a PricingVersion takes from this input."""
+        return self.model_dump(exclude={"effective_at", "note"})
+
+
+def _parse_decimal(text: str | Decimal | float | int | None, *, places: int, what: str) -> Decimal:
+    if text is None or (isinstance(text, str) and not text.strip()):
+        raise ValueError(f"enter {what}")
+    try:
+        value = Decimal(str(text).strip().lstrip("$").replace(",", "")) if not isinstance(text, Decimal) else text
+    except InvalidOperation:
+        raise ValueError(f"{str(text).strip()!r} is not a number; enter {what}") from None
+    if not value.is_finite():
+        raise ValueError(f"enter {what}")
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        raise ValueError(f"use at most {places} decimal places")
+    return value
+
+
+def input_from_form(
+    *,
+    currency: str,
+    vcpu_hour: str | Decimal,
+    ram_gb_hour: str | Decimal,
+    disk_gb_month: str | Decimal,
+    gpu_hour: dict[str, str | Decimal | float | None],
+    platform_fee_pct: str | Decimal,
+    term_discount_pct: str | Decimal,
+    running_follow: bool,
+    effective_at: datetime | None,
+    note: str = "",
+) -> PricingInput:
+    """Build a PricingInput from the operator form (rates in currency units, fee in percent).
+
+    Raises InvalidInput with one message per field (keyed by PricingInput's field names).
+    """
+    errors: dict[str, str] = {}
+    values: dict[str, object] = dict(
+        currency=currency, running_follow=running_follow, effective_at=effective_at, note=note
+    )
+
+    def money(field: str, text, what: str) -> None:
+        try:
+            values[field] = int(_parse_decimal(text, places=5, what=what) * 100_000)
+        except ValueError as exc:
+            errors[field] = str(exc)
+
+    def percent(field: str, text) -> None:
+        try:
+            values[field] = int(_parse_decimal(text, places=2, what="a percentage, e.g. 10") * 100)
+        except ValueError as exc:
+            errors[field] = str(exc)
+
+    money("vcpu_hour_millicents", vcpu_hour, "a price per vCPU-hour, e.g. 0.0125")
+    money("ram_gb_hour_millicents", ram_gb_hour, "a price per GB-hour, e.g. 0.003")
+    money("disk_gb_month_millicents", disk_gb_month, "a price per GB-month, e.g. 0.08")
+    gpus: dict[str, int] = {}
+    for model, text in gpu_hour.items():
+        try:
+            gpus[model] = int(_parse_decimal(text, places=5, what=f"a price per GPU-hour for {model}") * 100_000)
+        except ValueError as exc:
+            errors.setdefault("gpu_hour_millicents", f"{model}: {exc}")
+    values["gpu_hour_millicents"] = gpus
+    percent("platform_fee_bp", platform_fee_pct)
+    percent("term_discount_bp", term_discount_pct)
+    try:
+        data = PricingInput.model_validate(values)
+    except ValidationError as exc:
+        for field, msg in InvalidInput.from_pydantic(exc).errors.items():
+            errors.setdefault(field.split(".")[0], msg)
+        data = None
+    if errors:
+        raise InvalidInput("; ".join(f"{_FIELD_LABELS.get(k, k)}: {v}" for k, v in errors.items()), errors=errors)
+    assert data is not None
+    return data
+
+
+_FIELD_LABELS = {
+    "currency": "Currency",
+    "vcpu_hour_millicents": "vCPU-hour",
+    "ram_gb_hour_millicents": "RAM GB-hour",
+    "disk_gb_month_millicents": "Disk GB-month",
+    "gpu_hour_millicents": "GPU-hour",
+    "platform_fee_bp": "Platform fee",
+    "term_discount_bp": "Term discount",
+    "effective_at": "Effective",
+    "note": "Note",
+}
+
+
+@dataclass(frozen=True)
+class PricingVersionView:
+    id: int
+    version: int
+    effective_at: datetime
+    currency: str
+    vcpu_hour_millicents: int
+    ram_gb_hour_millicents: int
+    disk_gb_month_millicents: int
+    gpu_hour_millicents: dict[str, int]
+    platform_fee_bp: int
+    term_discount_bp: int
+    running_follow: bool
+    note: str
+    created_by: str
+    created_at: datetime
+    state: str  # "in force" | "scheduled" | "superseded"
+
+
+def _view(row: PricingVersion, who: str, in_force_id: int | None, now: datetime) -> PricingVersionView:
+    state = "in force" if row.id == in_force_id else ("scheduled" if row.effective_at > now else "superseded")
+    return PricingVersionView(
+        id=row.id,
+        version=row.version,
+        effective_at=row.effective_at,
+        currency=row.currency,
+        vcpu_hour_millicents=row.vcpu_hour_millicents,
+        ram_gb_hour_millicents=row.ram_gb_hour_millicents,
+        disk_gb_month_millicents=row.disk_gb_month_millicents,
+        gpu_hour_millicents=dict(row.gpu_hour_millicents or {}),
+        platform_fee_bp=row.platform_fee_bp,
+        term_discount_bp=row.term_discount_bp,
+        running_follow=bool(row.running_follow),
+        note=row.note or "",
+        created_by=who,
+        created_at=row.created_at,
+        state=state,
+    )
+
+
+def _in_force_id(session: Session, now: datetime) -> int | None:
+    try:
+        return current(session, now).id
+    except NotFound:
+        return None
+
+
+def _author(session: Session, user_id: int | None) -> str:
+    if not user_id:
+        return "system"
+    row = session.execute(select(User.display_name, User.email).where(User.id == user_id)).first()
+    return (row[0] or row[1] or f"user {user_id}") if row else f"user {user_id}"
+
+
+def list_versions(
+    uow: UnitOfWork, actor: Identity, *, limit: int = 50, offset: int = 0
+) -> tuple[list[PricingVersionView], int]:
+    """The pricing history, newest version first, with who made each and its state; and the total count."""
+    actor.require(Action.PRICING_EDIT)
+    now = utcnow()
+    with uow:
+        s = uow.session
+        total = s.scalar(select(func.count()).select_from(PricingVersion)) or 0
+        rows = s.execute(
+            select(PricingVersion, User.display_name, User.email)
+            .outerjoin(User, User.id == PricingVersion.created_by)
+            .order_by(PricingVersion.version.desc())
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        in_force = _in_force_id(s, now)
+        return [_view(r, (name or email or "system"), in_force, now) for r, name, email in rows], int(total)
+
+
+def latest_version(uow: UnitOfWork, actor: Identity) -> PricingVersionView | None:
+    """The newest version (in force or scheduled): what an editor starts from and must name when saving."""
+    actor.require(Action.PRICING_EDIT)
+    rows, _ = list_versions(uow, actor, limit=1)
+    return rows[0] if rows else None
+
+
+def in_force_version(uow: UnitOfWork, actor: Identity, at: datetime | None = None) -> PricingVersionView | None:
+    """The version in force at `at` (now by default), or None before the first one."""
+    actor.require(Action.PRICING_EDIT)
+    now = utcnow()
+    with uow:
+        s = uow.session
+        try:
+            row = current(s, at or now)
+        except NotFound:
+            return None
+        return _view(row, _author(s, row.created_by), _in_force_id(s, now), now)
+
+
+def _version_audit(row: PricingVersion | None) -> dict | None:
+    if row is None:
+        return None
+    return dict(
+        version=row.version,
+        effective_at=row.effective_at.isoformat(),
+        currency=row.currency,
+        vcpu_hour_millicents=row.vcpu_hour_millicents,
+        ram_gb_hour_millicents=row.ram_gb_hour_millicents,
+        disk_gb_month_millicents=row.disk_gb_month_millicents,
+        gpu_hour_millicents=dict(row.gpu_hour_millicents or {}),
+        platform_fee_bp=row.platform_fee_bp,
+        term_discount_bp=row.term_discount_bp,
+        running_follow=bool(row.running_follow),
+    )
+
+
+def _latest_row(session: Session) -> PricingVersion | None:
+    """The newest version, locked (PostgreSQL) until the caller's transaction ends."""
+    return session.scalar(select(PricingVersion).order_by(PricingVersion.version.desc()).limit(1).with_for_update())
+
+
+def _stale(session: Session, actor: Identity) -> Conflict:
+    row = session.scalar(select(PricingVersion).order_by(PricingVersion.version.desc()).limit(1))
+    if row is None:  # pragma: no cover - a conflict always has a newer version
+        return Conflict("Pricing changed meanwhile; reload.")
+    who = _author(session, row.created_by)
+    at = row.created_at.astimezone(_zone(actor.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    return Conflict(
+        f"Pricing was changed by {who} at {at} (now version {row.version}); reload to edit the latest prices.",
+        field="expected_version",
+        latest_version=row.version,
+        changed_by=who,
+        changed_at=row.created_at.isoformat(),
+    )
+
+
+def _zone(tz: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def save_version(uow: UnitOfWork, actor: Identity, data: PricingInput, expected_version: int) -> PricingVersionView:
+    """Add version expected_version + 1, or refuse with Conflict when the latest is no longer the one edited.
+
+    Never overwrites: versions are numbered uniquely, so of two concurrent saves from the same
+    version exactly one succeeds. Effective times never go back in time or before the latest
+    version's. Audited with the previous latest version's values and the new ones.
+    """
+    actor.require(Action.PRICING_EDIT)
+    if not isinstance(data, PricingInput):
+        try:
+            data = PricingInput.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput.from_pydantic(exc) from exc
+    now = utcnow()
+    effective = (data.effective_at or now).astimezone(UTC)
+    if effective < now - BACKDATE_GRACE:
+        raise InvalidInput("The effective time is in the past: choose now or a later time.", field="effective_at")
+    if effective > now + MAX_SCHEDULE_AHEAD:
+        raise InvalidInput("The effective time must be within a year.", field="effective_at")
+    with uow:
+        s = uow.session
+        latest = _latest_row(s)
+        latest_no = latest.version if latest else 0
+        if latest_no != expected_version:
+            raise _stale(s, actor)
+        if latest is not None and effective < latest.effective_at:
+            when = latest.effective_at.astimezone(_zone(actor.timezone)).strftime("%Y-%m-%d %H:%M %Z")
+            raise InvalidInput(
+                f"Version {latest.version} takes effect at {when}; a new version cannot take effect before it.",
+                field="effective_at",
+            )
+        row = PricingVersion(
+            version=latest_no + 1,
+            effective_at=effective,
+            note=data.note.strip(),
+            created_by=actor.user_id or None,
+            created_at=now,
+            **data.rates(),
+        )
+        try:
+            with s.begin_nested():
+                s.add(row)
+                s.flush()
+        except IntegrityError:
+            # Another save of the same version number committed between our read and our insert.
+            raise _stale(s, actor) from None
+        audit.record(
+            s,
+            actor,
+            "pricing.version_created",
+            "pricing_version",
+            row.version,
+            old=_version_audit(latest),
+            new=_version_audit(row),
+            note=row.note,
+        )
+        uow.commit()
+        return _view(row, actor.name, _in_force_id(s, now), now)
+
+
+@dataclass(frozen=True)
+class WorkloadImpact:
+    workload: str
+    deployments: int
+    before_month_cents: int  # what they pay now (their stored prices)
+    at_new_rates_month_cents: int  # what they would pay at the new rates
+    after_month_cents: int  # what they will pay once the version takes effect
+
+
+@dataclass(frozen=True)
+class CatalogPrice:
+    workload: str
+    name: str
+    before_month_cents: int | None  # list price under the version in force (None: no version yet)
+    after_month_cents: int
+
+
+@dataclass(frozen=True)
+class ImpactPreview:
+    running_follow: bool
+    currency: str
+    running: int  # running deployments
+    affected: int  # running deployments whose monthly cost changes when the version takes effect
+    before_month_cents: int
+    after_month_cents: int
+    at_new_rates_month_cents: int
+    fees_before_month_cents: int
+    fees_after_month_cents: int
+    by_workload: list[WorkloadImpact]
+    catalog: list[CatalogPrice]
+    explanation: str
+
+    @property
+    def change_month_cents(self) -> int:
+        return self.after_month_cents - self.before_month_cents
+
+
+def preview_impact(uow: UnitOfWork, actor: Identity, data: PricingInput) -> ImpactPreview:
+    """What a new version would do to the monthly cost of the running deployments (nothing is written).
+
+    Running deployments keep their launch price unless `running_follow` is set; the preview says
+    which, and always shows what they would cost at the new rates. Deployments are grouped in SQL
+    by spec, stored price and node price factor, so the work is one aggregate query.
+    """
+    from services.deployments.models import Deployment, DeploymentPlacement
+    from services.nodes.models import Node
+    from services.settings import service as settings_service
+
+    actor.require(Action.PRICING_EDIT)
+    if not isinstance(data, PricingInput):
+        try:
+            data = PricingInput.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidInput.from_pydantic(exc) from exc
+    new = PricingVersion(id=0, version=0, **data.rates())
+    factor = func.coalesce(Node.price_factor_pct, 100)
+    group = (
+        Deployment.workload,
+        Deployment.vcpu,
+        Deployment.ram_gb,
+        Deployment.disk_gb,
+        Deployment.gpu_model,
+        Deployment.gpu_count,
+        Deployment.replicas,
+        Deployment.backup_enabled,
+        Deployment.price_per_hour_cents,
+        Deployment.platform_fee_bp,
+        factor,
+    )
+    with uow:
+        s = uow.session
+        rows = s.execute(
+            select(*group, func.count())
+            .select_from(Deployment)
+            .outerjoin(
+                DeploymentPlacement,
+                (DeploymentPlacement.deployment_id == Deployment.id) & (DeploymentPlacement.slot == 0),
+            )
+            .outerjoin(Node, Node.id == DeploymentPlacement.node_id)
+            .where(Deployment.status == "running")
+            .group_by(*group)
+        ).all()
+        try:
+            in_force = current(s)
+        except NotFound:
+            in_force = None
+        catalog = [
+            CatalogPrice(
+                t.key,
+                t.name,
+                quote(spec, in_force).price_per_month_cents if in_force is not None else None,
+                quote(spec, new).price_per_month_cents,
+            )
+            for t in settings_service.get(uow).workload_catalog
+            for spec in [ResourceSpec(t.vcpu, t.ram_gb, t.disk_gb, t.gpu_model, t.gpu_count)]
+        ]
+
+    per: dict[str, list[int]] = {}
+    running = affected = 0
+    fees_before = fees_after = 0
+    for wk, vcpu, ram, disk, gpu_model, gpu_count, replicas, backup, price, fee_bp, pct, count in rows:
+        spec = ResourceSpec(vcpu, ram, disk, gpu_model, gpu_count or 0, replicas or 1, bool(backup))
+        q = quote(spec, new, int(pct))
+        now_price = int(price)
+        after_price = q.price_per_hour_cents if data.running_follow else now_price
+        after_bp = data.platform_fee_bp if data.running_follow else int(fee_bp)
+        running += count
+        if after_price != now_price:
+            affected += count
+        fees_before += count * platform_fee_cents(now_price, int(fee_bp))
+        fees_after += count * platform_fee_cents(after_price, after_bp)
+        acc = per.setdefault(wk, [0, 0, 0, 0])
+        acc[0] += count
+        acc[1] += count * now_price
+        acc[2] += count * q.price_per_hour_cents
+        acc[3] += count * after_price
+    by_workload = [
+        WorkloadImpact(wk, n, b * HOURS_PER_MONTH, r * HOURS_PER_MONTH, a * HOURS_PER_MONTH)
+        for wk, (n, b, r, a) in sorted(per.items(), key=lambda kv: -kv[1][1])
+    ]
+    when = "when this version takes effect" if data.effective_at is None else "at its effective time"
+    if data.running_follow:
+        explanation = (
+            f"Running deployments follow: their price changes to the new rates {when} "
+            f"({affected:,} of {running:,} change)."
+        )
+    else:
+        explanation = (
+            "Running deployments keep their launch price: their monthly cost does not change. "
+            "Only deployments launched after the effective time pay the new rates; "
+            "'at new rates' shows what the running ones would cost if they followed."
+        )
+    return ImpactPreview(
+        running_follow=data.running_follow,
+        currency=data.currency,
+        running=running,
+        affected=affected,
+        before_month_cents=sum(w.before_month_cents for w in by_workload),
+        after_month_cents=sum(w.after_month_cents for w in by_workload),
+        at_new_rates_month_cents=sum(w.at_new_rates_month_cents for w in by_workload),
+        fees_before_month_cents=fees_before * HOURS_PER_MONTH,
+        fees_after_month_cents=fees_after * HOURS_PER_MONTH,
+        by_workload=by_workload,
+        catalog=catalog,
+        explanation=explanation,
+    )

@@ -1,11 +1,22 @@
-"""Operator settings: typed, validated, audited."""
+"""Operator settings: typed, validated, audited.
+
+`MarketplaceSettings` is the one definition of every setting (type, bounds, default). Each key is
+stored as its own row with a version, so two operators editing different settings never clash and
+two editing the same one get "changed by X at T, reload" instead of a silent overwrite. Every
+change writes an audit entry with the old and the new value.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from services.audit import service as audit
 from services.auth.identity import Identity
@@ -14,20 +25,43 @@ from services.db.base import utcnow
 from services.db.engine import UnitOfWork
 from services.errors import Conflict, InvalidInput
 from services.settings.models import OperatorSetting
+from services.users.models import User
 
 DEFAULT_REGIONS = ["us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast"]
 
 
 class WorkloadTemplate(BaseModel):
+    """One entry of the workload catalog users launch from."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
     key: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
     name: str = Field(min_length=1, max_length=80)
-    description: str = ""
-    image: str | None = None  # None for "custom": the user gives the image
+    description: str = Field(default="", max_length=300)
+    image: str | None = Field(default=None, max_length=300)  # None for "custom": the user gives the image
     vcpu: int = Field(ge=1, le=512)
     ram_gb: int = Field(ge=1, le=4096)
     disk_gb: int = Field(ge=1, le=65536)
-    gpu_model: str | None = None
+    gpu_model: str | None = Field(default=None, max_length=64)
     gpu_count: int = Field(default=0, ge=0, le=16)
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_text(cls, v: Any) -> Any:
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("image", "gpu_model", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _gpu(self) -> WorkloadTemplate:
+        if self.gpu_count and not self.gpu_model:
+            raise ValueError("a GPU count needs a GPU model")
+        if self.gpu_model and not self.gpu_count:
+            raise ValueError("a GPU model needs a GPU count of at least 1")
+        return self
 
 
 DEFAULT_CATALOG = [
@@ -110,14 +144,69 @@ class MarketplaceSettings(BaseModel):
             raise ValueError("workload keys must be unique")
         return v
 
-    @model_validator(mode="after")
-    def _topup_range(self) -> MarketplaceSettings:
-        if self.topup_min_cents > self.topup_max_cents:
-            raise ValueError("the minimum top-up must not exceed the maximum")
-        return self
+    @field_validator("topup_max_cents")
+    @classmethod
+    def _topup_range(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("topup_min_cents")
+        if low is not None and v < low:
+            raise ValueError("must not be below the minimum top-up")
+        return v
 
 
 FIELDS = tuple(MarketplaceSettings.model_fields)
+
+
+LABELS = {
+    "marketplace_name": "Marketplace name",
+    "allowed_regions": "Allowed regions",
+    "min_maintenance_notice_hours": "Minimum maintenance notice (hours)",
+    "max_maintenance_hours": "Maximum maintenance length (hours)",
+    "workload_catalog": "Workload catalog",
+    "low_balance_threshold_cents": "Low-balance threshold",
+    "topup_min_cents": "Minimum top-up",
+    "topup_max_cents": "Maximum top-up",
+    "max_replicas": "Maximum replicas",
+    "max_vcpu_per_deployment": "Maximum vCPU per deployment",
+    "max_ram_gb_per_deployment": "Maximum RAM (GB) per deployment",
+    "max_disk_gb_per_deployment": "Maximum disk (GB) per deployment",
+    "provider_applications_open": "Provider applications open",
+}
+_TEMPLATE_LABELS = {
+    "key": "key",
+    "name": "name",
+    "description": "description",
+    "image": "image",
+    "vcpu": "vCPU",
+    "ram_gb": "RAM GB",
+    "disk_gb": "disk GB",
+    "gpu_model": "GPU model",
+    "gpu_count": "GPU count",
+}
+log = logging.getLogger("marketplace.settings")
+
+
+@dataclass(frozen=True)
+class SettingState:
+    """A setting's stored version and last change (version 0: never saved, the default applies)."""
+
+    key: str
+    version: int
+    updated_by: str | None
+    updated_at: datetime | None
+
+
+def _validate_stored(stored: dict[str, Any]) -> MarketplaceSettings:
+    """Stored values, each key falling back to its default if it no longer validates (never break reads)."""
+    try:
+        return MarketplaceSettings.model_validate(stored)
+    except ValidationError as exc:
+        bad = {str(e["loc"][0]) for e in exc.errors() if e.get("loc")}
+        log.error("stored settings %s no longer validate; using their defaults", sorted(bad) or "(all)")
+        kept = {k: v for k, v in stored.items() if k not in bad}
+        try:
+            return MarketplaceSettings.model_validate(kept)
+        except ValidationError:
+            return MarketplaceSettings()
 
 
 def get(uow: UnitOfWork) -> MarketplaceSettings:
@@ -125,7 +214,7 @@ def get(uow: UnitOfWork) -> MarketplaceSettings:
     with uow:
         rows = uow.session.execute(select(OperatorSetting.key, OperatorSetting.value)).all()
     stored = {k: v for k, v in rows if k in FIELDS}
-    return MarketplaceSettings.model_validate(stored)
+    return _validate_stored(stored)
 
 
 def versions(uow: UnitOfWork) -> dict[str, int]:
@@ -134,12 +223,81 @@ def versions(uow: UnitOfWork) -> dict[str, int]:
         return dict(uow.session.execute(select(OperatorSetting.key, OperatorSetting.version)).all())
 
 
+def states(uow: UnitOfWork, actor: Identity) -> dict[str, SettingState]:
+    """Every setting's version and who changed it last, when (operators only)."""
+    actor.require(Action.SETTINGS_EDIT)
+    with uow:
+        rows = uow.session.execute(
+            select(
+                OperatorSetting.key,
+                OperatorSetting.version,
+                OperatorSetting.updated_at,
+                User.display_name,
+                User.email,
+            ).outerjoin(User, User.id == OperatorSetting.updated_by)
+        ).all()
+    out = {k: SettingState(k, 0, None, None) for k in FIELDS}
+    for key, version, at, name, email in rows:
+        if key in out:
+            out[key] = SettingState(key, int(version), name or email or "system", at)
+    return out
+
+
+def _zone(tz: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def _field_errors(exc: ValidationError) -> InvalidInput:
+    """Pydantic errors as one plain message per setting; catalog rows are named by number and key."""
+    errors: dict[str, str] = {}
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if p != "__root__"]
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        field = str(loc[0]) if loc else "input"
+        if field == "workload_catalog" and len(loc) >= 2 and isinstance(loc[1], int):
+            what = _TEMPLATE_LABELS.get(str(loc[2]), str(loc[2])) + ": " if len(loc) >= 3 else ""
+            msg = f"row {loc[1] + 1}: {what}{msg}"
+        elif field == "allowed_regions" and len(loc) >= 2:
+            msg = f"item {int(loc[1]) + 1}: {msg}" if isinstance(loc[1], int) else msg
+        errors.setdefault(field, msg)
+    summary = "; ".join(f"{LABELS.get(k, k)}: {v}" for k, v in errors.items())
+    return InvalidInput(summary or "Invalid settings", errors=errors)
+
+
+def _cross_checks(s: MarketplaceSettings, changed: set[str]) -> None:
+    """Rules that tie settings together; the message goes to the field the operator changed."""
+    limits = (
+        ("vcpu", "max_vcpu_per_deployment", "vCPU"),
+        ("ram_gb", "max_ram_gb_per_deployment", "GB RAM"),
+        ("disk_gb", "max_disk_gb_per_deployment", "GB disk"),
+    )
+    for attr, limit_field, unit in limits:
+        limit = getattr(s, limit_field)
+        for i, t in enumerate(s.workload_catalog, start=1):
+            value = getattr(t, attr)
+            if value > limit:
+                if limit_field in changed and "workload_catalog" not in changed:
+                    raise InvalidInput(
+                        f"must be at least {value}: the catalog's {t.name} needs {value} {unit}",
+                        field=limit_field,
+                    )
+                raise InvalidInput(
+                    f"row {i}: {t.key} asks for {value} {unit}, above the per-deployment maximum of {limit}",
+                    field="workload_catalog",
+                )
+
+
 def update(
     uow: UnitOfWork, actor: Identity, changes: dict[str, Any], *, expected_versions: dict[str, int] | None = None
 ) -> MarketplaceSettings:
     """Validate and save changed settings in one transaction, auditing each key (old and new).
 
-    `expected_versions` (key -> version the editor loaded) refuses a save over someone else's change.
+    `expected_versions` (key -> version the editor loaded; 0 or missing = never saved) refuses a save
+    over someone else's change with Conflict "changed by X at T; reload". Nothing is written unless
+    every change is valid.
     """
     actor.require(Action.SETTINGS_EDIT)
     unknown = set(changes) - set(FIELDS)
@@ -148,22 +306,28 @@ def update(
     with uow:
         s = uow.session
         rows = {r.key: r for r in s.scalars(select(OperatorSetting).with_for_update())}
-        current = MarketplaceSettings.model_validate({k: r.value for k, r in rows.items() if k in FIELDS})
-        merged = current.model_dump(mode="json") | changes
-        try:
-            validated = MarketplaceSettings.model_validate(merged)
-        except ValidationError as exc:
-            raise InvalidInput.from_pydantic(exc) from exc
-        new_json = validated.model_dump(mode="json")
+        current = _validate_stored({k: r.value for k, r in rows.items() if k in FIELDS})
         old_json = current.model_dump(mode="json")
-        for key in changes:
-            if new_json[key] == old_json[key]:
-                continue
+        try:
+            validated = MarketplaceSettings.model_validate(old_json | changes)
+        except ValidationError as exc:
+            raise _field_errors(exc) from exc
+        new_json = validated.model_dump(mode="json")
+        changed = [key for key in changes if new_json[key] != old_json[key]]
+        _cross_checks(validated, set(changed))
+        for key in changed:
             row = rows.get(key)
             if expected_versions is not None and row is not None and expected_versions.get(key, 0) != row.version:
+                who = "system"
+                if row.updated_by:
+                    u = s.get(User, row.updated_by)
+                    who = (u.display_name or u.email or who) if u else who
+                at = row.updated_at.astimezone(_zone(actor.timezone)).strftime("%Y-%m-%d %H:%M %Z")
                 raise Conflict(
-                    f"'{key}' was changed by someone else at {row.updated_at:%Y-%m-%d %H:%M} UTC; reload and try again.",
+                    f"{LABELS.get(key, key)} was changed by {who} at {at}; reload to see the new value.",
                     field=key,
+                    changed_by=who,
+                    changed_at=row.updated_at.isoformat(),
                 )
             if row is None:
                 row = OperatorSetting(key=key, value=new_json[key], version=1, updated_by=actor.user_id or None)
@@ -176,5 +340,10 @@ def update(
             audit.record(
                 s, actor, "settings.updated", "setting", key, old={key: old_json[key]}, new={key: new_json[key]}
             )
+        try:
+            s.flush()
+        except IntegrityError:
+            # Someone saved a never-saved key at the same moment (primary key on the key).
+            raise Conflict("Settings were changed by someone else just now; reload to see the new values.") from None
         uow.commit()
         return validated
