@@ -36,6 +36,7 @@ PAGES: list[PageSpec] = [
     ),
     # --- cloud-operator pages
     # --- account pages
+    PageSpec("pages/profile.py", "Profile", ":material/person:", "Account", Action.PROFILE_EDIT),
     PageSpec(
         "pages/notifications.py", "Notifications", ":material/notifications:", "Account", Action.NOTIFICATIONS_READ_OWN
     ),
