@@ -210,7 +210,7 @@ def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn 
         recorded = False
         if heartbeat.metrics is not None:
             m = heartbeat.metrics
-            result = s.execute(
+            inserted = s.execute(
                 insert_ignore(s, NodeMetric, ["node_id", "ts"]).values(
                     node_id=row.id,
                     ts=sample_ts,
@@ -220,9 +220,9 @@ def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn 
                     net_in_mbps=m.net_in_mbps,
                     net_out_mbps=m.net_out_mbps,
                     online=heartbeat.status == "online",
-                )
-            )
-            recorded = bool(result.rowcount)
+                ).returning(NodeMetric.node_id)
+            ).first()
+            recorded = inserted is not None  # rowcount is unreliable for ON CONFLICT across drivers
         uow.commit()
     return HeartbeatOut(node_id=row.id, status=row.status, received_at=now, metrics_recorded=recorded)
 
