@@ -63,7 +63,7 @@ from services.pricing.models import PricingVersion
 from services.pricing.service import HOURS_PER_MONTH, ResourceSpec, instance_hour_millicents, platform_fee_cents
 from services.providers.models import Provider
 from services.settings import service as settings_service
-from services.settings.service import MarketplaceSettings
+from services.settings.service import MarketplaceSettings, WorkloadTemplate
 
 LIVE_STATUSES = ("pending", "running", "stopped", "failed")
 SORTS = {
@@ -152,6 +152,40 @@ def _image_for(spec_in: SpecInput, settings: MarketplaceSettings) -> str | None:
 # --- estimate and preview -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LaunchOptions:
+    """What the launcher offers: the operator's catalog, regions and limits, and the GPU models priced."""
+
+    catalog: list[WorkloadTemplate]
+    regions: list[str]
+    gpu_models: list[str]
+    max_replicas: int
+    max_vcpu: int
+    max_ram_gb: int
+    max_disk_gb: int
+    currency: str
+    platform_fee_bp: int
+
+
+def launch_options(uow: UnitOfWork, actor: Identity) -> LaunchOptions:
+    """The choices a launch form offers, from the operator's settings and the pricing in force."""
+    actor.require(Action.DEPLOYMENT_LAUNCH)
+    settings = settings_service.get(uow)
+    with uow:
+        pricing = pricing_service.current(uow.session)
+        return LaunchOptions(
+            catalog=list(settings.workload_catalog),
+            regions=list(settings.allowed_regions),
+            gpu_models=sorted(pricing.gpu_hour_millicents or {}),
+            max_replicas=settings.max_replicas,
+            max_vcpu=settings.max_vcpu_per_deployment,
+            max_ram_gb=settings.max_ram_gb_per_deployment,
+            max_disk_gb=settings.max_disk_gb_per_deployment,
+            currency=pricing.currency,
+            platform_fee_bp=pricing.platform_fee_bp,
+        )
+
+
 def estimate(uow: UnitOfWork, actor: Identity, data: SpecInput | dict) -> Estimate:
     """The price `launch` would store right now (placement included), with the platform fee; writes nothing.
 
@@ -237,7 +271,7 @@ def _overbooked(s: Session, spec: ResourceSpec, node_ids: Sequence[int]) -> bool
     if not node_ids:
         return False
     s.execute(select(Node.id).where(Node.id.in_(node_ids)).with_for_update())
-    used = scheduler._used_capacity()
+    used = scheduler.used_capacity(list(node_ids))
     over = [used.c.vcpu > Node.vcpu, used.c.ram_gb > Node.ram_gb, used.c.disk_gb > Node.disk_gb]
     if spec.gpu_count:
         over.append(used.c.gpu > Node.gpu_count)
@@ -603,7 +637,7 @@ def start(uow: UnitOfWork, actor: Identity, deployment_id: int) -> DeploymentDet
         spec = _spec_of(d)
         current = s.scalars(select(DeploymentPlacement).where(DeploymentPlacement.deployment_id == d.id)).all()
         # Which current nodes still take their instance: the scheduler's own filter, limited to these nodes.
-        still_ok = _nodes_that_fit(s, spec, [p.node_id for p in current], d.id)
+        still_ok = scheduler.nodes_that_fit(s, spec, [p.node_id for p in current], ignore_deployment_id=d.id)
         keep = [p for p in current if p.node_id in still_ok]
         keep = _respect_backup_rule(s, keep)
         moving = [p for p in current if p not in keep]
@@ -653,21 +687,6 @@ def _respect_backup_rule(s: Session, keep: list[DeploymentPlacement]) -> list[De
     """Drop a kept backup whose provider also hosts a kept replica (it must move)."""
     replica_providers = {_provider_of(s, p.node_id) for p in keep if p.role == "replica"}
     return [p for p in keep if p.role != "backup" or _provider_of(s, p.node_id) not in replica_providers]
-
-
-def _nodes_that_fit(s: Session, spec: ResourceSpec, node_ids: Sequence[int], deployment_id: int) -> set[int]:
-    if not node_ids:
-        return set()
-    rows = scheduler._candidates(
-        s,
-        ResourceSpec(spec.vcpu, spec.ram_gb, spec.disk_gb, spec.gpu_model, spec.gpu_count),
-        region=None,
-        now=utcnow(),
-        limit=len(node_ids),
-        only_nodes=node_ids,
-        ignore_deployment_id=deployment_id,
-    )
-    return {c.node_id for c in rows}
 
 
 def delete(uow: UnitOfWork, actor: Identity, deployment_id: int) -> DeploymentDetail:

@@ -293,6 +293,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_nodes_token_hash")),
     )
     with op.batch_alter_table("nodes", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_nodes_placement_order",
+            ["status", "price_factor_pct", sa.literal_column("vcpu DESC"), sa.literal_column("ram_gb DESC"), "id"],
+            unique=False,
+        )
         batch_op.create_index("ix_nodes_provider_name", ["provider_id", "name"], unique=True)
         batch_op.create_index("ix_nodes_status_region", ["status", "region"], unique=False)
 
@@ -537,6 +542,7 @@ def downgrade() -> None:
     with op.batch_alter_table("nodes", schema=None) as batch_op:
         batch_op.drop_index("ix_nodes_status_region")
         batch_op.drop_index("ix_nodes_provider_name")
+        batch_op.drop_index("ix_nodes_placement_order")
 
     op.drop_table("nodes")
     with op.batch_alter_table("maintenance_windows", schema=None) as batch_op:

@@ -1,0 +1,67 @@
+"""Charts for a deployment: cost per day (from the ledger) and its status timeline (from its events)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import plotly.graph_objects as go
+
+from dashboard import fmt
+from dashboard.charts import COLORS, styled
+from services.deployments.schemas import DailyCost, DeploymentEventRow
+
+STATUS_COLORS = {
+    "pending": COLORS[2],
+    "running": COLORS[1],
+    "stopped": COLORS[6],
+    "failed": COLORS[3],
+    "deleted": "#111827",
+}
+
+
+def cost_per_day(days: Sequence[DailyCost], currency: str, tz: str) -> go.Figure:
+    """Bars: what the deployment was charged each day (UTC days, labelled in the viewer's timezone)."""
+    fig = go.Figure(
+        go.Bar(
+            x=[fmt.local(d.day, tz) for d in days],
+            y=[d.cost_cents / 100 for d in days],
+            text=[fmt.money(d.cost_cents, currency) for d in days],
+            hovertemplate="%{x|%Y-%m-%d}: %{text}<extra></extra>",
+            marker_color=COLORS[0],
+            name="Cost",
+        )
+    )
+    fig.update_yaxes(tickprefix="$" if currency == "USD" else "", rangemode="tozero")
+    fig.update_xaxes(type="date")
+    fig.update_traces(textposition="none")
+    return styled(fig, title="Cost per day", y_title=currency, height=280)
+
+
+def status_timeline(events: Sequence[DeploymentEventRow], now: datetime, tz: str) -> go.Figure:
+    """One bar per status period: from each event that set a status to the next one (or now)."""
+    periods: list[tuple[str, datetime, datetime, str]] = []
+    with_status = [e for e in events if e.status]
+    for i, e in enumerate(with_status):
+        end = with_status[i + 1].ts if i + 1 < len(with_status) else now
+        if e.status == "deleted":
+            end = e.ts
+        periods.append((e.status or "", e.ts, end, e.kind))
+    fig = go.Figure()
+    for status in dict.fromkeys(p[0] for p in periods):
+        mine = [p for p in periods if p[0] == status]
+        fig.add_trace(
+            go.Bar(
+                y=[status] * len(mine),
+                x=[max((end - start).total_seconds() * 1000, 60_000) for _, start, end, _ in mine],
+                base=[fmt.local(start, tz) for _, start, _, _ in mine],
+                orientation="h",
+                name=status,
+                marker_color=STATUS_COLORS.get(status, COLORS[4]),
+                customdata=[[kind, fmt.when(start, tz), fmt.when(end, tz)] for _, start, end, kind in mine],
+                hovertemplate="%{y}: %{customdata[1]} → %{customdata[2]} (%{customdata[0]})<extra></extra>",
+            )
+        )
+    fig.update_xaxes(type="date")
+    fig.update_layout(barmode="overlay", showlegend=False, hovermode="closest")
+    return styled(fig, title="Status over time", height=220)
