@@ -41,9 +41,11 @@ def notify(
         )
         for u in ids
     ]
-    # The Core table, not the ORM entity: an ORM bulk insert's result has no rowcount.
-    result = session.execute(insert_ignore(session, Notification.__table__), rows)
-    return int(result.rowcount or 0) if dedupe_prefix else len(rows)
+    # Count what RETURNING gives back: with ON CONFLICT DO NOTHING only inserted rows come back, whereas
+    # an executemany's rowcount is -1 on PostgreSQL (psycopg) and unreliable across drivers.
+    table = Notification.__table__
+    result = session.execute(insert_ignore(session, table).returning(table.c.id), rows)
+    return len(result.all())
 
 
 def list_own(
@@ -55,11 +57,14 @@ def list_own(
     if unread_only:
         q = q.where(Notification.read_at.is_(None))
     with uow:
-        return list(
+        rows = list(
             uow.session.scalars(
                 q.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit).offset(offset)
             )
         )
+        # Leaving the unit of work rolls back, which would expire these rows; detach them loaded instead.
+        uow.session.expunge_all()
+        return rows
 
 
 def unread_count(uow: UnitOfWork, actor: Identity) -> int:
