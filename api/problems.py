@@ -115,6 +115,7 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
 
 
@@ -164,6 +165,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else ""
+        if exc.status_code == 400 and detail == _UNPARSABLE_BODY:
+            # FastAPI's answer to a body it cannot decode (e.g. not UTF-8): the same 422 as malformed JSON
+            message = "The body is not valid JSON text."
+            errors = [{"field": "body", "message": message, "location": "body"}]
+            return problem_response(422, kind="invalid-input", detail=message, instance=request.url.path, errors=errors)
         headers = dict(exc.headers or {})
         if exc.status_code == 401:
             headers.setdefault("WWW-Authenticate", "Bearer")

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import httpx
 
-from services.auth.identity import Identity
+from services.auth.identity import Identity, identity_for_user_id
 from services.auth.permissions import Role
 from services.db.engine import UnitOfWork
 from services.nodes import simulator
+from services.providers import review
+from services.providers import service as providers
 from tests.support.appserver import run_app
 from tests.support.people import make_person
 from tests.support.tokens import TokenIssuer
@@ -41,6 +43,24 @@ class LiveApi:
     def person(self, *roles: Role | str, email: str | None = None) -> Identity:
         """A stored user holding these roles as database grants."""
         return make_person(self.uow(), *roles, email=email)
+
+    def provider(self, *extra_roles: Role | str) -> Identity:
+        """A person who became a provider the real way: applied, and an operator approved it."""
+        person = self.person(*extra_roles)
+        application = providers.submit_application(
+            self.uow(),
+            person,
+            {
+                "company": f"Test Hosting {person.user_id}",
+                "contact_name": "Test Contact",
+                "contact_email": f"ops{person.user_id}@hosting.example",
+                "regions": ["eu-west"],
+                "expected_capacity": "4 nodes",
+                "website": "https://hosting.example",
+            },
+        )
+        review.approve(self.uow(), self.person(Role.OPERATOR), application.id)
+        return identity_for_user_id(self.uow(), person.user_id)
 
     def token_for(self, person: Identity, *, claim_roles: tuple[str, ...] = ()) -> str:
         return self.issuer.token(sub=person.subject, email=person.email, roles=list(claim_roles))
