@@ -6,6 +6,9 @@ with a clear "not allowed" message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import PurePath
+
 import streamlit as st
 
 from services.auth.identity import Identity, identity_for_user_id
@@ -14,6 +17,7 @@ from services.bootstrap import DemoModeRefused, check_demo_allowed
 from services.config import get_settings
 from services.db.engine import UnitOfWork
 from services.errors import ServiceError
+from services.settings import service as settings_service
 from services.users.service import demo_people
 
 _KEY = "identity"
@@ -58,14 +62,48 @@ def _demo_identity() -> Identity:
     return identity_for_user_id(uow(), st.session_state["demo_user_id"])
 
 
-def _sign_in_page() -> None:
-    name = "Cloud Marketplace"
-    st.title(name)
+def _only(draw: Callable[[], None], title: str = "Sign in") -> None:
+    """Show `draw` at every address of the app, with no navigation, then stop the run.
+
+    Used before anyone is signed in (and for start-up errors): without an st.navigation call Streamlit
+    would list the files in pages/ in the sidebar; here every registered page's address (a deep link)
+    shows the same screen, and nothing of the app is offered.
+    """
+    from dashboard.navigation import PAGES
+
+    pages = [st.Page(draw, title=title, icon=":material/login:", url_path="sign-in", default=True)]
+    pages += [
+        st.Page(draw, title=spec.title, url_path=PurePath(spec.path).stem, visibility="hidden")
+        for spec in PAGES
+        if not spec.default  # the default page's address is "/", already the sign-in page's
+    ]
+    st.navigation(pages, position="hidden").run()
+    st.stop()
+
+
+def _draw_sign_in() -> None:
+    st.title(get_marketplace_name())
     st.subheader("Sign in to launch deployments, offer nodes, or run the marketplace.")
     st.write("You will be sent to our sign-in page. New here? Choose **Sign up** there to create an account.")
-    if st.button("Sign in", type="primary", key="sign_in"):
+    if st.button("Sign in", type="primary", key="sign_in", icon=":material/login:"):
         st.login(AUTH_PROVIDER)
-    st.stop()
+
+
+def _sign_in_page() -> None:
+    _only(_draw_sign_in)
+
+
+def get_marketplace_name() -> str:
+    try:
+        return settings_service.get(uow()).marketplace_name
+    except Exception:  # the database is not reachable yet: the sign-in page still works
+        return "Cloud Marketplace"
+
+
+def _sign_in_problem(message: str) -> None:
+    st.error(f"Sign-in problem: {message}", icon=":material/error:")
+    if st.button("Sign out", key="sign_out_after_problem"):
+        st.logout()
 
 
 def resolve() -> Identity:
@@ -74,8 +112,8 @@ def resolve() -> Identity:
     try:
         check_demo_allowed(auth_configured=not demo)
     except DemoModeRefused as exc:
-        st.error(str(exc))
-        st.stop()
+        refusal = str(exc)
+        _only(lambda: st.error(refusal, icon=":material/lock:"), title="Not available")
     if demo:
         me = _demo_identity()
         st.warning(
@@ -90,10 +128,8 @@ def resolve() -> Identity:
         try:
             me = identity_from_claims(uow(), st.user.to_dict())
         except ServiceError as exc:
-            st.error(f"Sign-in problem: {exc}")
-            if st.button("Sign out"):
-                st.logout()
-            st.stop()
+            problem = str(exc)
+            _only(lambda: _sign_in_problem(problem))
     st.session_state[_KEY] = me
     return me
 

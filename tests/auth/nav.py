@@ -28,3 +28,14 @@ def assert_refused(at, spec) -> None:
     assert any(NOT_ALLOWED in e for e in errors), f"{spec.path} did not say 'Not allowed': {texts(at)}"
     shown = [e for e in leaves(at.main) if e.type not in ("alert", "error")]
     assert not shown, f"{spec.path} showed page content to someone not allowed: {[e.type for e in shown]}"
+
+
+def open_address(at, url_path: str):
+    """Like typing <app>/<url_path> in the address bar: run the page registered at that address.
+
+    (AppTest.switch_page only knows file pages; the sign-in screen registers callables.)
+    """
+    hashes = [h for h, info in at._registered_pages.items() if info.get("url_pathname") == url_path]
+    assert hashes, f"nothing registered at /{url_path}"
+    at._page_hash = hashes[0]
+    return at.run()

@@ -3,6 +3,8 @@ page load, operator bootstrap by verified email, and demo mode's picker and menu
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
@@ -13,7 +15,7 @@ from services.auth.permissions import PERMISSIONS, Role
 from services.config import get_settings
 from services.db.engine import UnitOfWork
 from services.users import roles as role_service
-from tests.auth.nav import NOT_ALLOWED, assert_refused, menu_titles
+from tests.auth.nav import NOT_ALLOWED, assert_refused, menu_titles, open_address
 from tests.support.apptest import UI, _v2_navigation_only, app_as, demo_app, texts
 from tests.support.people import make_person
 
@@ -35,7 +37,13 @@ def test_a_visitor_sees_the_sign_in_page_and_sign_in_goes_to_auth0(sqlite_db, mo
     assert not at.exception
     assert "Sign in to launch deployments" in texts(at)
     assert "Sign up" in texts(at)
-    assert not navigation_menu, "no page of the app is offered before sign-in"
+    assert menu_titles(navigation_menu[-1]) == {("", "Sign in")}, "no page of the app is offered before sign-in"
+    # a deep link to any page shows the same sign-in screen, not the page
+    for spec in (s for s in PAGES if not s.default):
+        open_address(at, PurePath(spec.path).stem)
+        assert not at.exception, at.exception
+        assert "Sign in to launch deployments" in texts(at), spec.path
+        assert NOT_ALLOWED not in texts(at)
     at.button(key="sign_in").click().run()
     assert calls == ["auth0"]
 
@@ -114,3 +122,16 @@ def test_demo_mode_menu_follows_the_picked_person(seeded_sqlite, monkeypatch, na
     has_operator = person == "Max Multirole"
     for spec in pages_only_for(Role.OPERATOR):
         assert ((spec.group, spec.title) in menu) == has_operator
+
+
+def test_demo_mode_in_production_says_what_to_configure_and_shows_nothing_else(
+    seeded_sqlite, monkeypatch, navigation_menu
+):
+    monkeypatch.setenv("MARKETPLACE_ENV", "production")
+    at = demo_app(monkeypatch)
+    assert not at.exception
+    message = " ".join(e.value for e in at.error)
+    assert "MARKETPLACE_ENV=production" in message and "[auth]" in message
+    assert "Demo mode" not in texts(at)
+    assert not at.sidebar.selectbox  # no picker: nobody can act as anyone
+    assert menu_titles(navigation_menu[-1]) == {("", "Not available")}

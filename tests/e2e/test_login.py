@@ -96,7 +96,8 @@ def auth_secrets(app_port: int, issuer: str) -> dict:
 def sidebar_links(page) -> set[str]:
     nav = page.locator('[data-testid="stSidebarNav"]')
     nav.wait_for(timeout=WAIT)
-    return {t.strip() for t in nav.locator("a").all_inner_texts() if t.strip()}
+    # each link reads "<icon name>\n\n<title>": keep the title
+    return {t.strip().splitlines()[-1].strip() for t in nav.locator("a").all_inner_texts() if t.strip()}
 
 
 def sign_in(page, base: str) -> None:
