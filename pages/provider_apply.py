@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import fmt, tables
-from dashboard.forms import field_error, run_action
+from dashboard.forms import attempt, field_error, form_message
 from dashboard.identity import require, uow
 from services.auth.permissions import Action
 from services.providers import service as providers
@@ -65,6 +65,7 @@ if not settings.provider_applications_open:
     st.stop()
 
 st.subheader("Apply")
+form_message(ERRORS)
 with st.form("provider_application"):
     c1, c2 = st.columns(2)
     with c1:
@@ -103,7 +104,7 @@ if submitted:
         website=website,
     )
     with st.spinner("Submitting…"):
-        result = run_action(lambda: providers.submit_application(uow(), me, data), errors_key=ERRORS)
+        result = attempt(lambda: providers.submit_application(uow(), me, data), errors_key=ERRORS)
     if result is not None:
         st.session_state["apply_flash"] = f"Application for {result.company} submitted. An operator will review it."
-        st.rerun()
+    st.rerun()  # messages (if any) show next to their fields on the next run

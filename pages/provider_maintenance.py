@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import fmt, tables
-from dashboard.forms import field_error, run_action
+from dashboard.forms import attempt, field_error, form_message, run_action
 from dashboard.identity import require, uow
 from dashboard.pager import fetch_page, pager
 from services.auth.permissions import Action
@@ -98,6 +98,7 @@ else:
     )
     default_start = earliest.astimezone(zone)
     default_end = default_start + timedelta(hours=min(2, settings.max_maintenance_hours))
+    form_message(ERRORS)
     with st.form(f"maintenance_window_{v}"):
         node_ids = st.multiselect(
             "Nodes",
@@ -138,9 +139,10 @@ else:
         )
         st.session_state.pop(PREVIEW_KEY, None)
         with st.spinner("Checking the window and finding affected deployments…"):
-            impact = run_action(lambda: maintenance.preview(uow(), me, data), errors_key=ERRORS)
+            impact = attempt(lambda: maintenance.preview(uow(), me, data), errors_key=ERRORS)
         if impact is not None:
             st.session_state[PREVIEW_KEY] = {"data": data, "impact": impact}
+        st.rerun()  # messages (if any) show next to their fields on the next run
 
     preview = st.session_state.get(PREVIEW_KEY)
     if preview:
@@ -158,15 +160,15 @@ else:
             )
             if c1.button(label, type="primary", key="mw_confirm", icon=":material/event_available:"):
                 with st.spinner("Scheduling and notifying…"):
-                    done = run_action(lambda: maintenance.schedule(uow(), me, data), errors_key=ERRORS)
+                    done = attempt(lambda: maintenance.schedule(uow(), me, data), errors_key=ERRORS)
+                st.session_state.pop(PREVIEW_KEY, None)
                 if done is not None:
-                    st.session_state.pop(PREVIEW_KEY, None)
                     st.session_state["mw_form_version"] = v + 1
                     st.session_state["mw_flash"] = (
                         f"Maintenance window #{done.window.id} scheduled; {done.notified:,} user"
                         f"{'s' if done.notified != 1 else ''} notified."
                     )
-                    st.rerun()
+                st.rerun()
             if c2.button("Discard preview", key="mw_discard"):
                 st.session_state.pop(PREVIEW_KEY, None)
                 st.rerun()

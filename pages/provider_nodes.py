@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import fmt, tables
 from dashboard.charts import nodes as node_charts
-from dashboard.forms import field_error, run_action
+from dashboard.forms import attempt, field_error, form_message, run_action
 from dashboard.identity import require, uow
 from dashboard.pager import fetch_page, pager
 from services.auth.permissions import Action
@@ -94,6 +94,7 @@ with register_tab:
     regions = nodes.regions(uow())
     gpu_choices = nodes.gpu_models(uow())
     v = st.session_state.setdefault("nodes_register_version", 0)
+    form_message(REG_ERRORS)
     with st.form(f"register_node_{v}"):
         c1, c2, c3 = st.columns(3)
         with c1:
@@ -161,12 +162,12 @@ with register_tab:
             price_factor_pct=factor,
         )
         with st.spinner("Registering…"):
-            result = run_action(lambda: nodes.register_node(uow(), me, form), errors_key=REG_ERRORS)
+            result = attempt(lambda: nodes.register_node(uow(), me, form), errors_key=REG_ERRORS)
         if result is not None:
             _remember_token("Node registered", result.node.name, result.token)
             st.session_state["nodes_register_version"] = v + 1  # fresh, empty form
             st.session_state["node_detail"] = result.node.id
-            st.rerun()
+        st.rerun()  # messages (if any) show next to their fields on the next run
 
 
 # --- fleet table (refreshes itself) -------------------------------------------------------------------
@@ -303,6 +304,7 @@ def _edit_form(n) -> None:
     regions = nodes.regions(uow())
     gpu_choices = nodes.gpu_models(uow())
     suffix = f"{n.id}_{ev}"
+    form_message(EDIT_ERRORS)
     with st.form(f"edit_node_{suffix}"):
         c1, c2, c3 = st.columns(3)
         with c1:
@@ -370,10 +372,10 @@ def _edit_form(n) -> None:
             bandwidth_mbps=bandwidth,
             price_factor_pct=factor,
         )
-        if run_action(lambda: nodes.update_node(uow(), me, n.id, form), errors_key=EDIT_ERRORS) is not None:
+        if attempt(lambda: nodes.update_node(uow(), me, n.id, form), errors_key=EDIT_ERRORS) is not None:
             st.session_state["nodes_edit_version"] = ev + 1
             st.session_state["nodes_flash"] = f"Saved {name}."
-            st.rerun()
+        st.rerun()
 
 
 CONFIRM_TEXT = {
