@@ -16,7 +16,9 @@ from starlette.routing import Mount
 
 from api.app import create_api
 from dashboard.identity import demo_mode
+from services import metering
 from services.bootstrap import check_demo_allowed, prepare_database
+from services.config import get_settings
 from services.nodes import simulator
 from services.scheduler import Scheduler
 
@@ -38,6 +40,10 @@ def _startup() -> Scheduler:
 
 def start_background_jobs(scheduler: Scheduler) -> None:
     """Register the app's periodic jobs (metering and others add themselves here)."""
+    settings = get_settings()
+    if settings.metering_enabled:
+        # idempotent per deployment and hour, so cron (`python -m services.metering`) may run it too
+        scheduler.add("metering", max(10, settings.metering_interval_seconds), metering.tick_job, first_delay=5)
 
 
 @asynccontextmanager
