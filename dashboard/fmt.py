@@ -39,3 +39,14 @@ def when(ts: datetime | None, tz: str | None, fmt: str = "%Y-%m-%d %H:%M %Z") ->
     """A UTC time shown in the viewer's timezone."""
     t = local(ts, tz)
     return "—" if t is None else t.strftime(fmt)
+
+
+def rate(millicents: int | None, currency: str = "USD") -> str:
+    """A per-unit rate in millicents with the decimals it needs: 1250 -> "$0.0125", 8000 -> "$0.08"."""
+    if millicents is None:
+        return "—"
+    amount = (Decimal(int(millicents)) / 100_000).normalize()
+    if amount == amount.to_integral() or -amount.as_tuple().exponent < 2:
+        amount = amount.quantize(Decimal("0.01"))
+    sym = SYMBOLS.get(currency.upper())
+    return f"{sym}{amount:,f}" if sym else f"{amount:,f} {currency.upper()}"

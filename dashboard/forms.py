@@ -37,3 +37,39 @@ def field_error(errors_key: str, field: str) -> None:
     msg = st.session_state.get(errors_key, {}).get(field)
     if msg:
         st.caption(f":red[{msg}]")
+
+
+def attempt(
+    fn: Callable[[], T], *, errors_key: str, flash_key: str | None = None, success: str | None = None
+) -> T | None:
+    """Run `fn` and remember the outcome for the next script run (call it from an on_click callback, or
+    before `st.rerun()`), so that field messages show next to their widgets on that run.
+
+    On a ServiceError the field messages go under `errors_key` and the summary under
+    `errors_key + ":message"` (shown by `form_message`); on success, `success` goes to `flash_key`.
+    """
+    st.session_state[errors_key] = {}
+    st.session_state.pop(errors_key + ":message", None)
+    try:
+        result = fn()
+    except ServiceError as exc:
+        st.session_state[errors_key] = dict(exc.errors)
+        st.session_state[errors_key + ":message"] = exc.message
+        return None
+    if flash_key and success:
+        st.session_state[flash_key] = success
+    return result
+
+
+def form_message(errors_key: str) -> None:
+    """The summary message of the last failed `attempt` under `errors_key`, if any."""
+    msg = st.session_state.get(errors_key + ":message")
+    if msg:
+        st.error(msg, icon=":material/error:")
+
+
+def flash(flash_key: str) -> None:
+    """Show (once) the success message an `attempt` left under `flash_key`."""
+    msg = st.session_state.pop(flash_key, None)
+    if msg:
+        st.success(msg, icon=":material/check_circle:")

@@ -37,6 +37,17 @@ PAGES: list[PageSpec] = [
         "pages/provider_maintenance.py", "Maintenance", ":material/construction:", "Provide", Action.MAINTENANCE_MANAGE
     ),
     # --- cloud-operator pages
+    PageSpec("pages/operator_overview.py", "Overview", ":material/monitoring:", "Operate", Action.OVERVIEW_VIEW),
+    PageSpec("pages/operator_pricing.py", "Pricing", ":material/sell:", "Operate", Action.PRICING_EDIT),
+    PageSpec(
+        "pages/operator_requests.py",
+        "Provider requests",
+        ":material/how_to_reg:",
+        "Operate",
+        Action.PROVIDER_REQUEST_REVIEW,
+    ),
+    PageSpec("pages/operator_settings.py", "Settings", ":material/settings:", "Operate", Action.SETTINGS_EDIT),
+    PageSpec("pages/operator_audit.py", "Audit log", ":material/history:", "Operate", Action.AUDIT_VIEW),
     # --- account pages
     PageSpec("pages/profile.py", "Profile", ":material/person:", "Account", Action.PROFILE_EDIT),
     PageSpec(

@@ -125,15 +125,17 @@ def list_requests(
     uow: UnitOfWork, actor: Identity, *, status: str | None = None, limit: int = 50, offset: int = 0
 ) -> tuple[list[RequestView], int]:
     """A page of provider requests (operators only): pending first, oldest waiting first; then the decided
-    ones, most recently decided first. Also returns the total matching count."""
+    ones, most recently decided first. `status`: pending, approved, rejected, decided (both) or None (all).
+    Also returns the total matching count."""
     actor.require(Action.PROVIDER_REQUEST_REVIEW)
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(f"Unknown status {status!r}; one of {', '.join(STATUSES)}.", field="status")
+    if status is not None and status not in (*STATUSES, "decided"):
+        raise InvalidInput(f"Unknown status {status!r}; one of {', '.join(STATUSES)} or decided.", field="status")
     q = _query()
     count_q = select(func.count()).select_from(ProviderRequest)
     if status:
-        q = q.where(ProviderRequest.status == status)
-        count_q = count_q.where(ProviderRequest.status == status)
+        cond = ProviderRequest.status != "pending" if status == "decided" else ProviderRequest.status == status
+        q = q.where(cond)
+        count_q = count_q.where(cond)
     pending_first = case((ProviderRequest.status == "pending", 0), else_=1)
     # Pending: oldest first (a queue). Decided: newest decision first.
     waiting_order = case((ProviderRequest.status == "pending", ProviderRequest.created_at), else_=None)

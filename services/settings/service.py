@@ -9,8 +9,10 @@ change writes an audit entry with the old and the new value.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +29,8 @@ from services.errors import Conflict, InvalidInput
 from services.settings.models import OperatorSetting
 from services.users.models import User
 
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,40}$")
+MONEY_FIELDS = ("low_balance_threshold_cents", "topup_min_cents", "topup_max_cents")
 DEFAULT_REGIONS = ["us-east", "us-west", "eu-west", "eu-central", "ap-south", "ap-northeast"]
 
 
@@ -35,7 +39,7 @@ class WorkloadTemplate(BaseModel):
 
     model_config = ConfigDict(str_strip_whitespace=True)
 
-    key: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+    key: str
     name: str = Field(min_length=1, max_length=80)
     description: str = Field(default="", max_length=300)
     image: str | None = Field(default=None, max_length=300)  # None for "custom": the user gives the image
@@ -48,6 +52,8 @@ class WorkloadTemplate(BaseModel):
     @field_validator("key", mode="before")
     @classmethod
     def _key_text(cls, v: Any) -> Any:
+        if isinstance(v, str) and not KEY_PATTERN.fullmatch(v.strip()):
+            raise ValueError("use 2 to 41 lowercase letters, digits or dashes, e.g. ubuntu-vm")
         return v.strip() if isinstance(v, str) else v
 
     @field_validator("image", "gpu_model", mode="before")
@@ -110,10 +116,10 @@ class MarketplaceSettings(BaseModel):
     """Every operator setting, with its type, bounds and default."""
 
     marketplace_name: str = Field(default="Cloud Marketplace", min_length=1, max_length=80)
-    allowed_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS), min_length=1)
+    allowed_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
     min_maintenance_notice_hours: int = Field(default=24, ge=0, le=24 * 30)
     max_maintenance_hours: int = Field(default=12, ge=1, le=24 * 14)
-    workload_catalog: list[WorkloadTemplate] = Field(default_factory=lambda: list(DEFAULT_CATALOG), min_length=1)
+    workload_catalog: list[WorkloadTemplate] = Field(default_factory=lambda: list(DEFAULT_CATALOG))
     low_balance_threshold_cents: int = Field(default=1000, ge=0, le=10_000_000)
     topup_min_cents: int = Field(default=500, ge=50, le=1_000_000)
     topup_max_cents: int = Field(default=500_000, ge=100, le=100_000_000)
@@ -139,9 +145,12 @@ class MarketplaceSettings(BaseModel):
     @field_validator("workload_catalog")
     @classmethod
     def _catalog(cls, v: list[WorkloadTemplate]) -> list[WorkloadTemplate]:
+        if not v:
+            raise ValueError("the catalog needs at least one workload")
         keys = [t.key for t in v]
-        if len(set(keys)) != len(keys):
-            raise ValueError("workload keys must be unique")
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(f"workload keys must be unique ({', '.join(repeated)} repeats)")
         return v
 
     @field_validator("topup_max_cents")
@@ -347,3 +356,50 @@ def update(
             raise Conflict("Settings were changed by someone else just now; reload to see the new values.") from None
         uow.commit()
         return validated
+
+
+def _cents(value: Any) -> int:
+    """'12.50' or '$1,000' -> cents; a clear ValueError otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value if value is not None else "").strip().lstrip("$").replace(",", "")
+    if not text:
+        raise ValueError("enter an amount, e.g. 10.00")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{str(value).strip()!r} is not an amount; enter e.g. 10.00") from None
+    if not amount.is_finite():
+        raise ValueError("enter an amount, e.g. 10.00")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError("use at most 2 decimal places")
+    return int(amount * 100)
+
+
+def update_from_form(
+    uow: UnitOfWork, actor: Identity, form: dict[str, Any], *, expected_versions: dict[str, int] | None = None
+) -> MarketplaceSettings:
+    """`update` for a form: money fields as amounts in currency units ("10.00"), regions as text
+    (comma or line separated) or a list. Every field's message comes back at once; nothing is written
+    unless all are valid; unchanged fields are not saved (and cannot conflict)."""
+    actor.require(Action.SETTINGS_EDIT)
+    errors: dict[str, str] = {}
+    changes: dict[str, Any] = {}
+    for key, value in form.items():
+        if key in MONEY_FIELDS:
+            try:
+                changes[key] = _cents(value)
+            except ValueError as exc:
+                errors[key] = str(exc)
+        elif key == "allowed_regions" and isinstance(value, str):
+            changes[key] = [r.strip() for r in re.split(r"[,\n]", value) if r.strip()]
+        else:
+            changes[key] = value
+    if errors:
+        try:
+            MarketplaceSettings.model_validate(get(uow).model_dump(mode="json") | changes)
+        except ValidationError as exc:
+            for key, msg in _field_errors(exc).errors.items():
+                errors.setdefault(key, msg)
+        raise InvalidInput("; ".join(f"{LABELS.get(k, k)}: {v}" for k, v in errors.items()), errors=errors)
+    return update(uow, actor, changes, expected_versions=expected_versions)
