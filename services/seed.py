@@ -9,6 +9,7 @@ users is left alone unless --force is given (and --force only works on an empty 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -176,8 +177,42 @@ class _Bulk:
         self.dt = (lambda v: v) if self.postgres else sqlite_datetime
         self.flag = bool if self.postgres else int
 
+    def value(self, column, value):
+        """A Python value as the driver takes it for `column` (bypassing SQLAlchemy's type processing)."""
+        if value is None:
+            return None
+        column_type = getattr(column.type, "impl", column.type)  # UTCDateTime is a DateTime underneath
+        if isinstance(column_type, DateTime):
+            return self.dt(value)
+        if isinstance(column_type, Boolean):
+            return self.flag(value)
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return value
+
+    def _defaults(self, table: Table, columns: list[str]) -> tuple[list[str], tuple]:
+        """Columns the rows leave out that have a Python-side default (SQLAlchemy would fill them in)."""
+        names, values = [], []
+        for column in table.c:
+            if column.name in columns or column.default is None or column.server_default is not None:
+                continue
+            default = column.default
+            if default.is_scalar:
+                raw = default.arg
+            elif default.is_callable:
+                raw = default.arg(None)  # SQLAlchemy wraps argument-less callables to take a context
+            else:
+                continue
+            names.append(column.name)
+            values.append(self.value(column, raw))
+        return names, tuple(values)
+
     def rows(self, table: Table, columns: list[str], rows: Iterable[tuple]) -> int:
         """Insert tuples (in `columns` order); returns how many."""
+        extra_names, extra_values = self._defaults(table, columns)
+        if extra_names:
+            columns = columns + extra_names
+            rows = (row + extra_values for row in rows)
         counted = _Counter(rows)
         cursor = self.conn.connection.dbapi_connection.cursor()
         try:
@@ -200,11 +235,9 @@ class _Bulk:
         convert = []
         for i, name in enumerate(columns):
             column_type = table.c[name].type
-            column_type = getattr(column_type, "impl", column_type)  # UTCDateTime is a DateTime underneath
-            if isinstance(column_type, DateTime):
-                convert.append((i, self.dt))
-            elif isinstance(column_type, Boolean):
-                convert.append((i, self.flag))
+            column_type = getattr(column_type, "impl", column_type)
+            if isinstance(column_type, DateTime | Boolean):
+                convert.append((i, lambda v, c=table.c[name]: self.value(c, v)))
 
         def tuples() -> Iterator[tuple]:
             last = [(None, None)] * len(columns)  # neighbouring rows often share a time: convert it once
