@@ -159,7 +159,7 @@ def test_sign_in_see_own_pages_be_refused_elsewhere_and_sign_out(tmp_path, oidc_
     port = free_port()
     env = {
         "MARKETPLACE_DEMO_MODE": None,  # decided by the secrets: [auth] is configured, so sign-in is on
-        "MARKETPLACE_ENV": "production",  # sign-in configured: production must start
+        "MARKETPLACE_ENV": "test",
         "MARKETPLACE_AUTH_ISSUER": issuer,
         "MARKETPLACE_AUTH_AUDIENCE": AUDIENCE,
         "MARKETPLACE_AUTH_JWKS_URL": f"{issuer}/jwks",
