@@ -27,9 +27,6 @@ state = st.session_state
 
 st.title("My deployments")
 st.caption(f"Times in {me.timezone} · prices per hour as charged")
-flash = state.pop(FLASH_KEY, None)
-if flash:
-    st.success(flash, icon=":material/check_circle:")
 
 # A deep link (?deployment=<id>) opens that deployment, if it is yours.
 linked = st.query_params.get("deployment")
@@ -112,6 +109,9 @@ deployment_table()
 # --- one deployment -----------------------------------------------------------------------------------
 st.divider()
 st.subheader("Details")
+flash = state.pop(FLASH_KEY, None)
+if flash:
+    st.success(flash, icon=":material/check_circle:")
 choices = fetch_page(PAGE_KEY, PAGE_SIZE, _fetch, lambda p: p.total).rows
 by_id = {r.id: r for r in choices}
 selected = state.get(DETAIL_KEY)
@@ -124,9 +124,13 @@ if selected not in options:
 detail_id = st.selectbox(
     "Deployment",
     options,
-    format_func=lambda i: f"{by_id[i].name} · {tables.badge(by_id[i].status)}" if i in by_id else f"#{i}",
+    # The label must not change with the status: the widget keeps its choice by label across reruns.
+    format_func=lambda i: f"{by_id[i].name} (#{i})" if i in by_id else f"#{i}",
     key=DETAIL_KEY,
 )
+if not isinstance(detail_id, int):  # a choice that no longer exists
+    state.pop(DETAIL_KEY, None)
+    st.rerun()
 
 CONFIRM_TEXT = {
     "stop": ("Stop", "It stops running and is no longer charged; its capacity is released."),
@@ -164,7 +168,7 @@ def deployment_detail(deployment_id: int) -> None:
         return
     cur = d.currency
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Status", tables.badge(d.status))
+    c1.metric("Status", d.status.capitalize())
     c2.metric("Price per hour", fmt.money(d.price_per_hour_cents, cur))
     c3.metric("Per month", fmt.money(d.price_per_hour_cents * 730, cur), help="730 hours")
     c4.metric("Cost so far", fmt.money(d.cost_so_far_cents, cur))
@@ -179,7 +183,7 @@ def deployment_detail(deployment_id: int) -> None:
     # actions, each behind a confirmation
     confirm = state.get(CONFIRM_KEY)
     if d.status != "deleted":
-        b1, b2, b3, b4 = st.columns([1, 1, 2, 1], vertical_alignment="bottom")
+        b1, b3, b2, b4 = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
         if d.status in ("pending", "running"):
             if b1.button("Stop", key="ask_stop", icon=":material/stop:", width="stretch"):
                 state[CONFIRM_KEY] = confirm = ("stop", d.id, None)
@@ -233,28 +237,29 @@ def deployment_detail(deployment_id: int) -> None:
     with left:
         if d.events:
             st.plotly_chart(charts.status_timeline(d.events, utcnow(), me.timezone), key=f"timeline_{d.id}")
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "When": fmt.local(e.ts, me.timezone),
-                        "Event": e.kind,
-                        "Status": tables.badge(e.status),
-                        "By": e.actor,
-                        "Details": e.message,
-                    }
-                    for e in reversed(d.events)
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-            column_config={"When": tables.time_column("When"), "Details": st.column_config.TextColumn(width="large")},
-        )
     with right:
         if d.daily_costs:
             st.plotly_chart(charts.cost_per_day(d.daily_costs, cur, me.timezone), key=f"cost_{d.id}")
         else:
             st.info("No usage charged yet. Charges appear here once the deployment runs.", icon=":material/info:")
+    st.markdown("**Events**")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "When": fmt.local(e.ts, me.timezone),
+                    "Event": e.kind,
+                    "Status": tables.badge(e.status),
+                    "By": e.actor,
+                    "Details": e.message,
+                }
+                for e in reversed(d.events)
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={"When": tables.time_column("When"), "Details": st.column_config.TextColumn(width="large")},
+    )
 
 
 deployment_detail(detail_id)

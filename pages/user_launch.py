@@ -150,10 +150,10 @@ with price_col, st.container(border=True):
         c1.metric("Per hour", fmt.money(estimate.price_per_hour_cents, cur))
         c2.metric("Per month", fmt.money(estimate.price_per_month_cents, cur), help="730 hours")
         st.caption(
-            f"{estimate.instances} instance(s) · includes the platform fee of "
-            f"{estimate.platform_fee_bp / 100:g}% ({fmt.money(estimate.platform_fee_per_hour_cents, cur)}/h); "
-            f"the provider(s) get {fmt.money(estimate.provider_share_per_hour_cents, cur)}/h · "
-            f"pricing v{estimate.pricing_version}"
+            f"{estimate.instances} instance(s) · the price includes the platform fee of "
+            f"{estimate.platform_fee_bp / 100:g}% ({fmt.money(estimate.platform_fee_per_hour_cents, cur)} of each "
+            f"hour, rounded to the cent); the provider(s) get {fmt.money(estimate.provider_share_per_hour_cents, cur)}"
+            f" · pricing version {estimate.pricing_version}"
         )
         if estimate.placement_error:
             st.warning(
@@ -165,10 +165,9 @@ with price_col, st.container(border=True):
                 f"At the chosen nodes' own prices; list price {fmt.money(estimate.list_price_per_hour_cents, cur)}/h."
             )
 
-    b1, b2 = st.columns(2)
-    if b1.button("Preview placement", icon=":material/travel_explore:", width="stretch"):
+    launch_clicked = st.button("Launch deployment", type="primary", icon=":material/rocket_launch:", width="stretch")
+    if st.button("Preview placement", icon=":material/travel_explore:", width="stretch"):
         state[PREVIEW_KEY] = not state.get(PREVIEW_KEY, False)
-    launch_clicked = b2.button("Launch deployment", type="primary", icon=":material/rocket_launch:", width="stretch")
 
     if launch_clicked:
         state.pop(RESULT_KEY, None)
@@ -182,6 +181,7 @@ with price_col, st.container(border=True):
             state.pop(SUBMIT_KEY, None)
             state[RESULT_KEY] = detail
             state["launch_clear_name"] = True
+            state[PREVIEW_KEY] = False
             st.rerun()
 
     result = state.get(RESULT_KEY)
@@ -194,7 +194,12 @@ with price_col, st.container(border=True):
             f"**{fmt.money(result.price_per_hour_cents, result.currency)} per hour**, placed on {placed}.",
             icon=":material/check_circle:",
         )
-        st.page_link("pages/user_deployments.py", label="Open My deployments", icon=":material/list:")
+        st.page_link(
+            "pages/user_deployments.py",
+            label=f"Open {result.name} in My deployments",
+            icon=":material/open_in_new:",
+            query_params={"deployment": str(result.id)},
+        )
 
 if state.get(PREVIEW_KEY):
     st.subheader("Where it would run")
