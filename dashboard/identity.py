@@ -82,11 +82,13 @@ def _only(draw: Callable[[], None], title: str = "Sign in") -> None:
 
 
 def _draw_sign_in() -> None:
-    st.title(get_marketplace_name())
-    st.subheader("Sign in to launch deployments, offer nodes, or run the marketplace.")
-    st.write("You will be sent to our sign-in page. New here? Choose **Sign up** there to create an account.")
-    if st.button("Sign in", type="primary", key="sign_in", icon=":material/login:"):
-        st.login(AUTH_PROVIDER)
+    _, middle, _ = st.columns([1, 2, 1])
+    with middle, st.container(border=True):
+        st.title(get_marketplace_name(), anchor=False)
+        st.subheader("Sign in to launch deployments, offer nodes, or run the marketplace.", anchor=False)
+        st.write("You will be sent to our sign-in page. New here? Choose **Sign up** there to create an account.")
+        if st.button("Sign in", type="primary", key="sign_in", icon=":material/login:", width="stretch"):
+            st.login(AUTH_PROVIDER)
 
 
 def _sign_in_page() -> None:
