@@ -48,6 +48,7 @@ from services.auth.identity import SYSTEM
 from services.db.base import UTCDateTime, utcnow
 from services.db.engine import UnitOfWork
 from services.ledger import service as ledger
+from services.payments.money import decimal_text, money_text
 from services.pricing.models import PricingVersion
 from services.pricing.service import HOURS_PER_MONTH
 from services.settings import service as settings_service
@@ -87,6 +88,30 @@ def _run(session: Session, sql: str, **params):
     if typed:
         stmt = stmt.bindparams(*typed)
     return session.execute(stmt, params)
+
+
+def provider_shares(session: Session, deployment_id: int, share_cents: int) -> list[tuple[int | None, int]]:
+    """The tick's split of one deployment's provider share, for one deployment: [(provider id, cents)], the
+    main provider first; [(None, share)] when the deployment has no placement (booked to platform:revenue)."""
+    from sqlalchemy import func
+
+    from services.deployments.models import DeploymentPlacement
+    from services.nodes.models import Node
+
+    rows = session.execute(
+        select(Node.provider_id, func.count())
+        .select_from(DeploymentPlacement)
+        .join(Node, Node.id == DeploymentPlacement.node_id)
+        .where(DeploymentPlacement.deployment_id == deployment_id)
+        .group_by(Node.provider_id)
+    ).all()
+    if not rows:
+        return [(None, share_cents)] if share_cents else []
+    ranked = sorted(((int(p), int(w)) for p, w in rows), key=lambda r: (-r[1], r[0]))
+    total = sum(w for _, w in ranked)
+    parts = [[provider, share_cents * w // total] for provider, w in ranked]
+    parts[0][1] += share_cents - sum(c for _, c in parts)
+    return [(p, c) for p, c in parts if c]
 
 
 def _ensure_system_accounts(uow: UnitOfWork) -> dict[str, int]:
@@ -421,7 +446,7 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             """,
             title="Your credits are running low",
             body=(
-                f"Your credits fell below ${settings.low_balance_threshold_cents / 100:,.2f}. Top up to keep your "
+                f"Your credits fell below {money_text(settings.low_balance_threshold_cents)}. Top up to keep your "
                 "deployments running: a deployment whose next hour your credits cannot cover is stopped."
             ),
             day=f"{hour:%Y%m%d}",
@@ -473,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run_tick()
     print(
         f"metered {result.hour_start:%Y-%m-%d %H:00} UTC: charged {result.charged} deployment(s) "
-        f"{result.charged_cents / 100:,.2f} USD (fees {result.fee_cents / 100:,.2f}), stopped {result.stopped}, "
+        f"{decimal_text(result.charged_cents)} USD (fees {decimal_text(result.fee_cents)}), stopped {result.stopped}, "
         f"repriced {result.repriced}, low-balance notices {result.low_balance_notices}"
     )
     return 0
