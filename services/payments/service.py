@@ -155,7 +155,7 @@ def _require_cards(actor: Identity) -> None:
         raise not_configured()
 
 
-def _validate(model: type[BaseModel], data: Any) -> Any:
+def validate_input(model: type[BaseModel], data: Any) -> Any:
     try:
         return data if isinstance(data, model) else model.model_validate(data)
     except ValidationError as exc:
@@ -254,7 +254,7 @@ def start_card_setup(uow: UnitOfWork, actor: Identity) -> SetupIntentInfo:
 def finish_card_setup(uow: UnitOfWork, actor: Identity, data: Any) -> CardInfo:
     """Save the card of a SetupIntent the browser says it confirmed, after checking with Stripe that it did,
     for this person; the first card becomes the default."""
-    ref: SetupIntentRef = _validate(SetupIntentRef, data)
+    ref: SetupIntentRef = validate_input(SetupIntentRef, data)
     customer_id = ensure_customer(uow, actor)
     intent = stripe_api.retrieve_setup_intent(ref.setup_intent_id)
     if stripe_api.expandable_id(intent.get("customer")) != customer_id:
@@ -290,7 +290,7 @@ def list_cards(uow: UnitOfWork, actor: Identity) -> list[CardInfo]:
 
 def set_default_card(uow: UnitOfWork, actor: Identity, data: Any) -> None:
     """Make one of the actor's cards the one top-ups and subscriptions use by default."""
-    ref: CardRef = _validate(CardRef, data)
+    ref: CardRef = validate_input(CardRef, data)
     _require_cards(actor)
     customer_id = _customer_if_any(uow, actor)
     if not customer_id:
@@ -304,7 +304,7 @@ def set_default_card(uow: UnitOfWork, actor: Identity, data: Any) -> None:
 
 def remove_card(uow: UnitOfWork, actor: Identity, data: Any) -> None:
     """Detach one of the actor's cards; if it was the default, another saved card (if any) becomes it."""
-    ref: CardRef = _validate(CardRef, data)
+    ref: CardRef = validate_input(CardRef, data)
     _require_cards(actor)
     customer_id = _customer_if_any(uow, actor)
     if not customer_id:
@@ -403,7 +403,7 @@ def create_topup(uow: UnitOfWork, actor: Identity, data: Any) -> TopupResult:
     """Charge one of the actor's saved cards for an amount within the operator's limits. Credits land when
     Stripe's webhook says the payment succeeded; a declined card raises PaymentDeclined and credits nothing."""
     _require_cards(actor)
-    form: TopupInput = _validate(TopupInput, data)
+    form: TopupInput = validate_input(TopupInput, data)
     limits = settings_service.get(uow)
     if not limits.topup_min_cents <= form.amount_cents <= limits.topup_max_cents:
         raise InvalidInput(
@@ -582,7 +582,7 @@ def subscribe(uow: UnitOfWork, actor: Identity, data: Any) -> SubscriptionInfo:
     """Commit one of the actor's running deployments for monthly payments at the term discount, paid by the
     default card. The month is paid (and metering pauses for it) when Stripe's invoice.paid arrives."""
     _require_cards(actor)
-    form: SubscribeInput = _validate(SubscribeInput, data)
+    form: SubscribeInput = validate_input(SubscribeInput, data)
     customer_id = ensure_customer(uow, actor)
     if _default_card_id(customer_id) is None:
         raise InvalidInput("Add a card first: subscriptions are paid with your default card.", field="card")
