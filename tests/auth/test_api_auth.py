@@ -10,13 +10,11 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from api import problems
-from api.app import create_api
-from api.auth import require
 from services.auth import tokens
 from services.auth.identity import Identity
 from services.auth.permissions import PERMISSIONS, Action, Role
 from services.config import get_settings
+from tests.auth.app_api import app_api
 from tests.support.appserver import run_app
 from tests.support.tokens import TokenIssuer
 
@@ -32,12 +30,13 @@ def idp(monkeypatch, sqlite_db):
 
 def _app_requiring(action: Action) -> TestClient:
     """A small FastAPI app with one route guarded by `require(action)` and the API's error handlers."""
-    app = FastAPI()
-    problems.install(app)
+    with app_api() as api:
+        app = FastAPI()
+        api.problems.install(app)
 
-    @app.get("/guarded")
-    def guarded(me: Identity = Depends(require(action))) -> dict:
-        return {"sub": me.subject}
+        @app.get("/guarded")
+        def guarded(me: Identity = Depends(api.auth.require(action))) -> dict:
+            return {"sub": me.subject}
 
     return TestClient(app)
 
@@ -64,7 +63,8 @@ def test_require_lets_exactly_the_permitted_roles_through(idp, action):
 
 @pytest.fixture
 def api_client(seeded_sqlite) -> TestClient:
-    return TestClient(create_api())
+    with app_api() as api:
+        yield TestClient(api.app.create_api())
 
 
 def test_demo_tokens_act_as_a_demo_person_in_demo_mode(api_client, monkeypatch):

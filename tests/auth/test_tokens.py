@@ -17,12 +17,12 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_api
 from services.auth import tokens
 from services.auth.identity import identity_from_claims
 from services.auth.permissions import Role
 from services.config import get_settings
 from services.db.engine import UnitOfWork
+from tests.auth.app_api import app_api
 from tests.support.people import make_person
 from tests.support.tokens import TokenIssuer, new_key
 
@@ -61,7 +61,8 @@ def clock(idp, monkeypatch) -> FakeClock:
 
 @pytest.fixture
 def client(idp) -> TestClient:
-    return TestClient(create_api())
+    with app_api() as api:
+        yield TestClient(api.app.create_api())
 
 
 def session(client: TestClient, token: str | None = None, *, header: str | None = None):
