@@ -68,6 +68,8 @@ def list_entries(
         rows = uow.session.scalars(
             q.order_by(AuditEntry.ts.desc(), AuditEntry.id.desc()).limit(limit).offset(offset)
         ).all()
+        for row in rows:
+            uow.session.expunge(row)  # loaded and detached: readable after the transaction ends
         return list(rows), int(total or 0)
 
 
