@@ -165,8 +165,10 @@ with price_col, st.container(border=True):
                 f"At the chosen nodes' own prices; list price {fmt.money(estimate.list_price_per_hour_cents, cur)}/h."
             )
 
-    launch_clicked = st.button("Launch deployment", type="primary", icon=":material/rocket_launch:", width="stretch")
-    if st.button("Preview placement", icon=":material/travel_explore:", width="stretch"):
+    launch_clicked = st.button(
+        "Launch deployment", key="launch_go", type="primary", icon=":material/rocket_launch:", width="stretch"
+    )
+    if st.button("Preview placement", key="launch_preview", icon=":material/travel_explore:", width="stretch"):
         state[PREVIEW_KEY] = not state.get(PREVIEW_KEY, False)
 
     if launch_clicked:
