@@ -40,7 +40,7 @@ def _body(rng: random.Random) -> bytes:
 async def _run(base: str, tokens: list[str], concurrency: int, duration: float, count: int, warmup: float) -> dict:
     statuses: Counter[int] = Counter()
     latencies: list[float] = []
-    state = {"counting": False, "sent": 0, "stop": False}
+    state = {"counting": False, "sent": 0, "stop": False, "all": 0}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
     url = base.rstrip("/") + PATH
@@ -60,6 +60,7 @@ async def _run(base: str, tokens: list[str], concurrency: int, duration: float, 
                     status = resp.status
             except (TimeoutError, aiohttp.ClientError):
                 status = 0
+            state["all"] += 1
             if state["counting"] and not state["stop"]:
                 statuses[status] += 1
                 if status == 200:
@@ -87,6 +88,7 @@ async def _run(base: str, tokens: list[str], concurrency: int, duration: float, 
     return {
         "ok": ok,
         "sent": sum(statuses.values()),
+        "sent_with_warmup": state["all"],
         "statuses": {str(k): v for k, v in statuses.items()},
         "seconds": round(elapsed, 3),
         "per_second": round(ok / elapsed, 1) if elapsed else 0.0,

@@ -58,6 +58,7 @@ class Dataset:
     seeded_at: str
     seed_seconds: float | None
     seed_peak_rss_mb: float | None
+    seed_cpu_seconds: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -101,9 +102,14 @@ def _wipe(backend: str, url: str, pg_base: str | None, schema: str | None) -> No
         engine.dispose()
 
 
-def _run_seed(url: str, scale: str, log) -> tuple[float, float]:
-    """`python -m services.seed --scale <scale>` in a child process: (seconds, peak RSS in MB)."""
-    env = {**os.environ, "MARKETPLACE_DATABASE_URL": url, "MARKETPLACE_METERING_ENABLED": "false"}
+def _run_seed(url: str, scale: str, log) -> tuple[float, float, float]:
+    """`python -m services.seed --scale <scale>` in a child process: (seconds, peak RSS in MB, CPU seconds)."""
+    env = {
+        **os.environ,
+        "MARKETPLACE_DATABASE_URL": url,
+        "MARKETPLACE_METERING_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
     start = time.monotonic()
     child = subprocess.Popen(
         [sys.executable, "-m", "services.seed", "--scale", scale],
@@ -121,7 +127,7 @@ def _run_seed(url: str, scale: str, log) -> tuple[float, float]:
     seconds = time.monotonic() - start
     if child.returncode != 0:
         raise RuntimeError(f"seeding {scale} failed (exit {child.returncode})")
-    return seconds, round(usage.ru_maxrss / 1024, 1)
+    return seconds, round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime + usage.ru_stime, 1)
 
 
 def _analyze(backend: str, url: str) -> None:
@@ -166,12 +172,13 @@ def prepare(
             seeded_at=marker["seeded_at"],
             seed_seconds=marker.get("seed_seconds"),
             seed_peak_rss_mb=marker.get("seed_peak_rss_mb"),
+            seed_cpu_seconds=marker.get("seed_cpu_seconds"),
             counts=marker.get("counts", {}),
         )
     log(f"  seeding the {scale} data set on {backend} (version {version}) ...")
     marker_path.unlink(missing_ok=True)
     _wipe(backend, url, pg_base, schema)
-    seconds, rss = _run_seed(url, scale, log)
+    seconds, rss, cpu = _run_seed(url, scale, log)
     _analyze(backend, url)
     dataset = Dataset(
         backend=backend,
@@ -182,6 +189,7 @@ def prepare(
         seeded_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seed_seconds=round(seconds, 1),
         seed_peak_rss_mb=rss,
+        seed_cpu_seconds=cpu,
         counts=_counts(url),
     )
     marker_path.write_text(

@@ -81,6 +81,16 @@ def _driver_floor(url: str, tokens: list[str], count: int, seconds: float) -> tu
     return done, elapsed
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,7 +170,11 @@ def measure(ctx) -> list[Row]:
         floor_done, floor_seconds = _driver_floor(ctx.url, tokens, count, duration)
         port = _free_port()
         server = _serve(ctx.url, port, log_path)
+        cpu_before = _cpu_seconds(server.pid)
         load = _load(port, tokens, duration, count, warmup)
+        cpu = _cpu_seconds(server.pid) - cpu_before
+        # CPU the app spent per heartbeat (warm-up included on both sides): its ceiling on one core is 1 / this.
+        load["server_cpu_ms_per_heartbeat"] = round(1000 * cpu / max(1, load["sent_with_warmup"]), 3)
     except Exception as exc:
         return [failed_row(what, TARGET, f"{type(exc).__name__}: {exc}")]
     finally:
@@ -179,7 +193,8 @@ def measure(ctx) -> list[Row]:
     return [
         Row(
             what=what,
-            figure=f"{rate:,.0f}/s (p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms"
+            figure=f"{rate:,.0f}/s (p50 {load['p50_ms']} ms, p99 {load['p99_ms']} ms, "
+            f"app CPU {load['server_cpu_ms_per_heartbeat']} ms per heartbeat"
             + (f", {errors} errors" if errors else "")
             + ")",
             floor=f"{floor_rate:,.0f}/s",
