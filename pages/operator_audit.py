@@ -85,9 +85,7 @@ else:
                 "Action": e.action,
                 "Object": e.object_type,
                 "Id": e.object_id or "",
-                "Change": _changes(e.old, e.new),
-                "Old": _short(e.old) if e.old is not None else "",
-                "New": _short(e.new) if e.new is not None else "",
+                "Change (old → new)": _changes(e.old, e.new),
                 "Note": e.note or "",
             }
             for e in entries
@@ -99,9 +97,7 @@ else:
         width="stretch",
         column_config={
             "When": tables.time_column("When"),
-            "Change": st.column_config.TextColumn("Change", width="large"),
-            "Old": st.column_config.TextColumn("Old"),
-            "New": st.column_config.TextColumn("New"),
+            "Change (old → new)": st.column_config.TextColumn("Change (old → new)", width="large"),
         },
         on_select="rerun",
         selection_mode="single-row",

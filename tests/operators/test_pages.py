@@ -287,7 +287,7 @@ def test_settings_save_changes_and_each_change_is_in_the_audit_log(seeded_sqlite
     assert not audit_at.exception
     table = audit_at.dataframe[0].value
     assert set(table["Id"]) == {"marketplace_name", "allowed_regions", "low_balance_threshold_cents"}
-    changes = " ".join(table["Change"])
+    changes = " ".join(table["Change (old → new)"])
     assert 'marketplace_name: "Cloud Marketplace" → "Nimbus Market"' in changes
     assert "low_balance_threshold_cents: 1000 → 2500" in changes
     assert set(table["Who"]) == {"olivia@operator.demo"}
@@ -323,7 +323,7 @@ def test_audit_log_filters_by_action_and_pages_in_sql(seeded_sqlite, monkeypatch
     assert list(table["Action"]) == ["pricing.version_created"] and list(table["Id"]) == ["2"]
     at.selectbox(key="au_action").select("settings.updated").run()
     table = at.dataframe[0].value
-    assert "max_replicas: 21 → 22" in table["Change"].iloc[0]  # newest first
+    assert "max_replicas: 21 → 22" in table["Change (old → new)"].iloc[0]  # newest first
     with uow:
         total = uow.session.scalar(select(func.count(AuditEntry.id)))
     assert total == 4
