@@ -391,12 +391,19 @@ def _apply_intent_state(uow: UnitOfWork, payment_id: int, intent: dict[str, Any]
     return _result(uow, payment_id)
 
 
-def _own_payment(uow: UnitOfWork, actor: Identity, payment_id: int) -> Payment:
+@dataclass(frozen=True)
+class _PaymentState:
+    status: str
+    intent_id: str | None
+
+
+def _own_payment(uow: UnitOfWork, actor: Identity, payment_id: int) -> _PaymentState:
+    """The state of one of the actor's payments; NotFound for anyone else's."""
     with uow:
         payment = uow.session.get(Payment, payment_id)
         if payment is None or payment.user_id != actor.user_id:
             raise NotFound("payment", payment_id)
-        return payment
+        return _PaymentState(payment.status, payment.stripe_payment_intent_id)
 
 
 def create_topup(uow: UnitOfWork, actor: Identity, data: Any) -> TopupResult:
@@ -459,19 +466,19 @@ def complete_topup(uow: UnitOfWork, actor: Identity, payment_id: int) -> TopupRe
     hint) and record its state; an unfinished or failed authentication ends the payment with nothing charged."""
     _require_cards(actor)
     payment = _own_payment(uow, actor, payment_id)
-    if payment.status not in OPEN_STATUSES or not payment.stripe_payment_intent_id:
+    if payment.status not in OPEN_STATUSES or not payment.intent_id:
         return _result(uow, payment_id)
-    return _apply_intent_state(uow, payment_id, stripe_api.retrieve_payment_intent(payment.stripe_payment_intent_id))
+    return _apply_intent_state(uow, payment_id, stripe_api.retrieve_payment_intent(payment.intent_id))
 
 
 def cancel_topup(uow: UnitOfWork, actor: Identity, payment_id: int) -> TopupResult:
     """Abandon a top-up still waiting for the person's confirmation; nothing is charged."""
     _require_cards(actor)
     payment = _own_payment(uow, actor, payment_id)
-    if payment.status in ("created", "requires_action") and payment.stripe_payment_intent_id:
-        intent = stripe_api.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    if payment.status in ("created", "requires_action") and payment.intent_id:
+        intent = stripe_api.retrieve_payment_intent(payment.intent_id)
         if intent.get("status") in ("requires_action", "requires_payment_method", "requires_confirmation"):
-            stripe_api.cancel_payment_intent(payment.stripe_payment_intent_id)
+            stripe_api.cancel_payment_intent(payment.intent_id)
             _set_status(
                 uow, payment_id, "canceled", failure_message="Cancelled before confirmation; nothing was charged."
             )

@@ -55,3 +55,34 @@ class LocalStripe:
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    # --- what Stripe.js does in the browser (the same requests localstripe's Stripe.js sends)
+
+    def confirm_card_setup(
+        self, client_secret: str, number: str, publishable_key: str, *, authenticate: bool = True
+    ) -> dict:
+        """confirmCardSetup with a typed card; for a 3-D Secure card, complete (or fail) the authentication."""
+        setup_id = client_secret.split("_secret_")[0]
+        body = {
+            "key": publishable_key,
+            "use_stripe_sdk": True,
+            "client_secret": client_secret,
+            "payment_method_data": {
+                "type": "card",
+                "card": {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"},
+            },
+        }
+        answer = httpx.post(f"{self.url}/v1/setup_intents/{setup_id}/confirm", json=body, timeout=10)
+        result = answer.json()
+        if answer.status_code == 200 and result.get("status") == "requires_action":
+            step = "confirm" if authenticate else "cancel"
+            again = {"key": publishable_key, "use_stripe_sdk": True, "client_secret": client_secret}
+            result = httpx.post(f"{self.url}/v1/setup_intents/{setup_id}/{step}", json=again, timeout=10).json()
+        return result
+
+    def authenticate_payment(self, client_secret: str, publishable_key: str, *, success: bool) -> dict:
+        """confirmCardPayment on an intent that requires action: the person completes or fails 3-D Secure."""
+        intent_id = client_secret.split("_secret_")[0]
+        body = {"key": publishable_key, "client_secret": client_secret}
+        url = f"{self.url}/v1/payment_intents/{intent_id}/_authenticate?success={'true' if success else 'false'}"
+        return httpx.post(url, json=body, timeout=10).json()

@@ -103,8 +103,12 @@ def launch(
 
 
 def balance_of_user(uow: UnitOfWork, user_id: int) -> int:
+    """The user's cached credits (0 without an account; reading never creates one)."""
+    from sqlalchemy import select
+
     with uow:
-        return uow.session.get(LedgerAccount, ledger.user_account(uow.session, user_id).id).balance_cents
+        value = uow.session.scalar(select(LedgerAccount.balance_cents).where(LedgerAccount.user_id == user_id))
+        return int(value or 0)
 
 
 def balance_of_provider(uow: UnitOfWork, provider_id: int) -> int:
