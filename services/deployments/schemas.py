@@ -27,8 +27,9 @@ IMAGE_RE = re.compile(
 IMAGE_RULE = "Give an image reference such as nginx:1.27 or ghcr.io/acme/api:2.1 (lowercase, no spaces)."
 
 ANY_REGION = "any"
-# Hard ceilings that hold whatever the operator configures (the operator's maxima are checked in the service).
-HARD_MAX = {"vcpu": 4096, "ram_gb": 65536, "disk_gb": 1_000_000, "gpu_count": 16, "replicas": 100}
+# Ceilings that keep numbers sane whatever the operator configures; the operator's own maxima (settings)
+# are checked in the service and are what a person normally meets.
+HARD_MAX = {"vcpu": 1_000_000, "ram_gb": 1_000_000, "disk_gb": 100_000_000, "gpu_count": 16, "replicas": 100}
 LABELS = {
     "vcpu": "vCPU",
     "ram_gb": "RAM (GB)",

@@ -124,8 +124,9 @@ def test_launching_from_the_catalog_creates_the_deployment_at_the_price_shown(se
     [
         (dict(vcpu=0), "vcpu", "vCPU must be at least 1."),
         (dict(ram_gb=0), "ram_gb", "RAM (GB) must be at least 1."),
-        (dict(vcpu=100_000), "vcpu", "vCPU must be at most 4,096."),
-        (dict(disk_gb=2_000_000), "disk_gb", "Disk (GB) must be at most 1,000,000."),
+        (dict(vcpu=100_000), "vcpu", "vCPU must be at most 256 (the marketplace's limit)."),
+        (dict(vcpu=10**12), "vcpu", "vCPU must be at most 1,000,000."),
+        (dict(disk_gb=2_000_000), "disk_gb", "Disk must be at most 65,536 GB (the marketplace's limit)."),
         (dict(ram_gb=5000), "ram_gb", "RAM must be at most 2,048 GB (the marketplace's limit)."),
         (dict(replicas=0), "replicas", "Replicas must be at least 1."),
         (dict(region="mars-1"), "region", "Unknown region 'mars-1'"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 
 from services import metering
 from services.audit.models import AuditEntry
 from services.db.base import utcnow
+from services.db.engine import UnitOfWork
 from services.deployments import placement
 from services.deployments import service as deployments
 from services.deployments.models import Deployment, DeploymentEvent, DeploymentPlacement
@@ -355,3 +358,31 @@ def test_detail_has_events_and_cost_per_day(seeded_db, uow):
             select(func.count()).select_from(DeploymentEvent).where(DeploymentEvent.deployment_id == d.id)
         )
     assert len(d.events) == events
+
+
+def test_two_launches_racing_for_the_last_room_place_only_one(db, uow):
+    """Two people launch at the same moment onto a node with room for one: one launch gets it, the other is told."""
+    add_pricing(uow)
+    add_node(uow, add_provider(uow), "last-room", vcpu=4, ram_gb=8)
+    people = [make_person(uow), make_person(uow)]
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def go(person):
+        barrier.wait()
+        try:
+            results.append(deployments.launch(UnitOfWork(), person, dict(UBUNTU, vcpu=4, name="race")))
+        except (InvalidInput, Conflict) as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=go, args=(p,)) for p in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    launched = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, Exception)]
+    assert len(launched) == 1 and len(refused) == 1, results
+    assert "vCPU" in str(refused[0]) or "capacity" in str(refused[0])
+    with uow:
+        assert uow.session.scalar(select(func.count()).select_from(DeploymentPlacement)) == 1
