@@ -28,6 +28,8 @@ def fetch_page(key: str, page_size: int, fetch: Callable[[int, int], T], total_o
 def pager(key: str, total: int, *, page_size: int, label: str = "rows") -> None:
     """'Page n of m' under a table (a number input only when there is more than one page)."""
     pages = max(1, -(-total // page_size))
+    if total == 1:
+        label = label.removesuffix("s")
     if _page(key) > pages:
         st.session_state[key] = 1
     if pages == 1:

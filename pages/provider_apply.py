@@ -42,7 +42,7 @@ if applications:
         with st.container(border=True):
             st.markdown(f"**{a.company}** · {tables.badge(a.status)} · submitted {fmt.when(a.created_at, me.timezone)}")
             st.caption(
-                f"Contact {a.contact_name} <{a.contact_email}> · regions {', '.join(a.regions)} · "
+                f"Contact: {a.contact_name}, {a.contact_email} · regions {', '.join(a.regions)} · "
                 f"capacity: {a.expected_capacity} · {a.website or ''}"
             )
             if a.status == "pending":

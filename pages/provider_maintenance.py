@@ -152,7 +152,7 @@ else:
                 f"**Impact of maintenance on {', '.join(impact.node_names)}** · {_span(impact)} · “{data['reason']}”"
             )
             _impact_tables(impact, "preview")
-            c1, c2 = st.columns([2, 1])
+            c1, c2, _ = st.columns([2, 1, 2])
             label = (
                 f"Confirm and notify {len(impact.users):,} user{'s' if len(impact.users) != 1 else ''}"
                 if impact.users
@@ -178,6 +178,12 @@ else:
 st.subheader("Windows")
 
 
+def _window_status(w) -> str:
+    if w.status == "cancelled":
+        return "cancelled"
+    return {"upcoming": "scheduled", "active": "active", "past": "completed"}[w.phase]
+
+
 def _windows_table(phase: str) -> list:
     page = fetch_page(
         f"mw_page_{phase}",
@@ -193,9 +199,7 @@ def _windows_table(phase: str) -> list:
             [
                 {
                     "Window": f"#{w.id}",
-                    "Status": tables.badge(
-                        w.status if w.status == "cancelled" else ("active" if phase == "active" else w.status)
-                    ),
+                    "Status": tables.badge(_window_status(w)),
                     "Starts": fmt.local(w.starts_at, me.timezone),
                     "Ends": fmt.local(w.ends_at, me.timezone),
                     "Hours": round((w.ends_at - w.starts_at).total_seconds() / 3600, 2),

@@ -29,7 +29,9 @@ from services.notifications import service as notifications
 from services.notifications.models import Notification
 from services.settings import service as settings_service
 from services.users.models import User
+from services.validation import invalid_input
 
+FIELD_LABELS = {"node_ids": "Nodes", "starts_at": "Start", "ends_at": "End", "reason": "Reason"}
 PHASES = ("upcoming", "active", "past")
 MAX_NODES_PER_WINDOW = 500
 
@@ -138,11 +140,47 @@ def _hours(h: float) -> str:
     return f"{h:g} hour" + ("" if h == 1 else "s")
 
 
+def _notify_in_own_timezones(
+    session: Session,
+    user_ids: set[int] | list[int],
+    *,
+    title: str,
+    body: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    dedupe_prefix: str,
+) -> int:
+    """One notification per user, its times written in that user's timezone; returns how many were written.
+
+    `body` has `{when}` where the time range goes.
+    """
+    ids = sorted(set(user_ids))
+    if not ids:
+        return 0
+    zones = dict(session.execute(select(User.id, User.timezone).where(User.id.in_(ids))).all())
+    by_zone: dict[str, list[int]] = {}
+    for uid in ids:
+        by_zone.setdefault(zones.get(uid) or "UTC", []).append(uid)
+    written = 0
+    for tz, members in by_zone.items():
+        viewer = Identity(user_id=0, subject="", email=None, name="", timezone=tz)
+        when = f"{_fmt(starts_at, viewer)} to {_fmt(ends_at, viewer)}"
+        written += notifications.notify(
+            session,
+            members,
+            kind="maintenance",
+            title=title,
+            body=body.replace("{when}", when, 1),
+            dedupe_prefix=dedupe_prefix,
+        )
+    return written
+
+
 def _validated(data: WindowInput | dict) -> WindowInput:
     try:
         return data if isinstance(data, WindowInput) else WindowInput.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput.from_pydantic(exc) from exc
+        raise invalid_input(exc, FIELD_LABELS) from exc
 
 
 def _check_times(uow: UnitOfWork, form: WindowInput, actor: Identity, now: datetime) -> None:
@@ -309,16 +347,17 @@ def schedule(uow: UnitOfWork, actor: Identity, data: WindowInput | dict) -> Sche
         s.add(window)
         s.flush()
         s.add_all(MaintenanceWindowNode(window_id=window.id, node_id=n.id) for n in nodes)
-        notified = notifications.notify(
+        notified = _notify_in_own_timezones(
             s,
             [u.user_id for u in impact.users],
-            kind="maintenance",
             title=f"Planned maintenance: {provider.company}",
             body=(
-                f"From {form.starts_at:%Y-%m-%d %H:%M} to {form.ends_at:%Y-%m-%d %H:%M} UTC, "
-                f"nodes hosting your deployments will be under maintenance ({form.reason}). "
-                "Your deployments on them may be unavailable during this time."
+                "From {when}, nodes hosting your deployments will be under maintenance "
+                + f"({form.reason}). "
+                + "Your deployments on them may be unavailable during this time."
             ),
+            starts_at=form.starts_at,
+            ends_at=form.ends_at,
             dedupe_prefix=f"maintenance:{window.id}",
         )
         audit.record(
@@ -434,15 +473,13 @@ def cancel(uow: UnitOfWork, actor: Identity, window_id: int) -> ScheduledWindow:
         recipients = {int(u) for u in told} | {u.user_id for u in impact.users}
         window.status = "cancelled"
         window.cancelled_at = now
-        notified = notifications.notify(
+        notified = _notify_in_own_timezones(
             s,
             recipients,
-            kind="maintenance",
             title=f"Maintenance cancelled: {provider.company}",
-            body=(
-                f"The maintenance planned from {window.starts_at:%Y-%m-%d %H:%M} to {window.ends_at:%Y-%m-%d %H:%M} "
-                f"UTC ({window.reason}) will not take place."
-            ),
+            body=("The maintenance planned from {when} " + f"({window.reason}) will not take place."),
+            starts_at=window.starts_at,
+            ends_at=window.ends_at,
             dedupe_prefix=f"maintenance:{window.id}:cancelled",
         )
         audit.record(

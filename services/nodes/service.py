@@ -31,11 +31,24 @@ from services.pricing import service as pricing_service
 from services.providers.models import Provider
 from services.settings import service as settings_service
 from services.users.models import User
+from services.validation import invalid_input
 
 # Deployments in these states occupy a node: decommissioning waits for them, maintenance affects them.
 ACTIVE_DEPLOYMENT_STATUSES = ("pending", "running")
 NODE_STATUSES = ("online", "offline", "draining", "decommissioned")
 SORTS = ("name", "region", "status", "last_heartbeat", "created", "deployments")
+FIELD_LABELS = {
+    "name": "Name",
+    "region": "Region",
+    "country": "Country",
+    "vcpu": "vCPU",
+    "ram_gb": "RAM",
+    "disk_gb": "Disk",
+    "gpu_model": "GPU model",
+    "gpu_count": "GPUs",
+    "bandwidth_mbps": "Bandwidth",
+    "price_factor_pct": "Price factor",
+}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 UPTIME_DAYS = 30
 UPTIME_SLOT_SECONDS = 300  # uptime is counted in 5-minute slots in which the node reported online
@@ -69,6 +82,13 @@ class NodeInput(BaseModel):
             raise ValueError("use letters, digits, dots, dashes and underscores, starting with a letter or digit")
         return v
 
+    @field_validator("region", "country", mode="before")
+    @classmethod
+    def _chosen(cls, v: object, info) -> object:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            raise ValueError("choose a region" if info.field_name == "region" else "choose the node's country")
+        return v
+
     @field_validator("country")
     @classmethod
     def _country(cls, v: str) -> str:
@@ -90,7 +110,7 @@ def _validated(data: NodeInput | dict, uow: UnitOfWork) -> NodeInput:
     try:
         form = data if isinstance(data, NodeInput) else NodeInput.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput.from_pydantic(exc) from exc
+        raise invalid_input(exc, FIELD_LABELS) from exc
     errors: dict[str, str] = {}
     regions = _allowed_regions(uow)
     if form.region not in regions:
@@ -104,8 +124,7 @@ def _validated(data: NodeInput | dict, uow: UnitOfWork) -> NodeInput:
         if known and form.gpu_model not in known:
             errors["gpu_model"] = f"the marketplace rents out these GPU models: {', '.join(known)}"
     if errors:
-        summary = "; ".join(f"{k}: {v}" for k, v in errors.items())
-        raise InvalidInput(summary, errors=errors)
+        raise _field_errors(errors)
     return form
 
 
@@ -305,8 +324,16 @@ def _name_taken(session: Session, provider_id: int, name: str, *, except_id: int
     return session.scalar(q.limit(1)) is not None
 
 
+def _field_errors(errors: dict[str, str]) -> InvalidInput:
+    """Field messages as they show under each field, with a summary that names the fields by label."""
+    if len(errors) == 1:
+        field, msg = next(iter(errors.items()))
+        return InvalidInput(f"{FIELD_LABELS.get(field, field)}: {msg}", errors=errors)
+    return InvalidInput("Please check: " + ", ".join(FIELD_LABELS.get(f, f) for f in errors) + ".", errors=errors)
+
+
 def _name_error(name: str) -> InvalidInput:
-    return InvalidInput(f"name: you already have a node named {name}", field="name")
+    return _field_errors({"name": f"you already have a node named {name}"})
 
 
 def _fields(node_input: NodeInput) -> dict:
@@ -382,7 +409,7 @@ def get_for_provider(uow: UnitOfWork, actor: Identity, node_id: int) -> NodeView
 
 
 def node_choices(uow: UnitOfWork, actor: Identity, *, limit: int = 5000) -> list[NodeView]:
-    """The actor's nodes that are not decommissioned, by name (for pickers such as maintenance)."""
+    """The actor's nodes that are not decommissioned, by name, with active deployments (for pickers)."""
     with uow:
         s = uow.session
         provider = require_provider(s, actor, Action.NODE_MANAGE)
@@ -392,7 +419,8 @@ def node_choices(uow: UnitOfWork, actor: Identity, *, limit: int = 5000) -> list
             .order_by(Node.name)
             .limit(limit)
         ).all()
-        return [_view(n) for n in nodes]
+        counts = _active_counts(s, [n.id for n in nodes])
+        return [_view(n, counts.get(n.id, 0)) for n in nodes]
 
 
 def regions(uow: UnitOfWork) -> list[str]:
@@ -612,10 +640,13 @@ def update_node(uow: UnitOfWork, actor: Identity, node_id: int, data: NodeInput 
         if {"region", "country"} & changed.keys():
             active = active_deployments_on(s, [node.id])
             if active:
-                raise InvalidInput(
-                    f"region: {node.name} hosts {len(active)} active deployment(s); its region and country "
-                    "cannot change until they have stopped.",
-                    field="region" if "region" in changed else "country",
+                raise _field_errors(
+                    {
+                        "region" if "region" in changed else "country": (
+                            f"{node.name} hosts {len(active)} active deployment(s); its region and country "
+                            "cannot change until they have stopped"
+                        )
+                    }
                 )
         for k, v in changed.items():
             setattr(node, k, v)

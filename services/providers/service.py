@@ -21,7 +21,16 @@ from services.errors import Conflict, InvalidInput
 from services.providers.models import Provider, ProviderRequest
 from services.settings import service as settings_service
 from services.users.models import User
+from services.validation import invalid_input
 
+FIELD_LABELS = {
+    "company": "Company",
+    "contact_name": "Contact name",
+    "contact_email": "Contact email",
+    "regions": "Regions",
+    "expected_capacity": "Expected capacity",
+    "website": "Website",
+}
 # Deliberately simple: one @, a dot in the domain, no spaces. Deliverability is the operator's check.
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 
@@ -143,16 +152,14 @@ def submit_application(uow: UnitOfWork, actor: Identity, data: ApplicationInput 
     try:
         form = data if isinstance(data, ApplicationInput) else ApplicationInput.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInput.from_pydantic(exc) from exc
+        raise invalid_input(exc, FIELD_LABELS) from exc
     settings = settings_service.get(uow)
     if not settings.provider_applications_open:
         raise Conflict("Provider applications are closed at the moment. Please try again later.")
     unknown = [r for r in form.regions if r not in settings.allowed_regions]
     if unknown:
-        raise InvalidInput(
-            f"Not a marketplace region: {', '.join(unknown)}. Choose from {', '.join(settings.allowed_regions)}.",
-            field="regions",
-        )
+        msg = f"not a marketplace region: {', '.join(unknown)}; choose from {', '.join(settings.allowed_regions)}"
+        raise InvalidInput(f"Regions: {msg}", errors={"regions": msg})
     with uow:
         s = uow.session
         # Lock the applicant's row so two submits at once cannot both pass the "one pending" check.

@@ -68,12 +68,12 @@ def test_a_rejected_applicant_may_apply_again(seeded_db, uow):
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"company": " "}, "company", "at least 2 characters"),
-        ({"contact_name": ""}, "contact_name", "at least 2 characters"),
+        ({"company": " "}, "company", "needs at least 2 characters"),
+        ({"contact_name": ""}, "contact_name", "needs at least 2 characters"),
         ({"contact_email": "not-an-email"}, "contact_email", "email address"),
-        ({"regions": []}, "regions", "at least 1 item"),
-        ({"regions": ["moon-base"]}, "regions", "Not a marketplace region: moon-base"),
-        ({"expected_capacity": ""}, "expected_capacity", "at least 2 characters"),
+        ({"regions": []}, "regions", "choose at least one"),
+        ({"regions": ["moon-base"]}, "regions", "not a marketplace region: moon-base"),
+        ({"expected_capacity": ""}, "expected_capacity", "needs at least 2 characters"),
         ({"website": "fjord.example"}, "website", "https://"),
         ({"website": "ftp://fjord.example"}, "website", "https://"),
     ],

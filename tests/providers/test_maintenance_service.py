@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from services.nodes import service as nodes
 from services.notifications import service as notifications
 from services.notifications.models import Notification
 from services.settings import service as settings_service
+from services.users.models import User
 from tests.providers.helpers import active_deployments_by_node, count, nodes_of, provider_id_of
 from tests.support.people import demo_identity, make_person
 
@@ -106,7 +108,7 @@ def test_each_timing_rule_refuses_with_its_own_message_and_writes_nothing(priya,
     ("changes", "field", "message"),
     [
         ({"node_ids": []}, "node_ids", "choose at least one node"),
-        ({"reason": "x"}, "reason", "at least 3 characters"),
+        ({"reason": "x"}, "reason", "needs at least 3 characters"),
         ({"starts_at": datetime(2030, 1, 1, 10)}, "starts_at", "timezone"),
     ],
 )
@@ -194,6 +196,9 @@ def test_scheduling_notifies_each_affected_user_once_and_rerunning_cannot_duplic
     a, b = _free_nodes(uow, priya)[:2]
     alice = make_person(uow, Role.USER, name="Alice")
     bob = make_person(uow, Role.USER, name="Bob")
+    with uow:
+        uow.session.get(User, bob.user_id).timezone = "Asia/Tokyo"
+        uow.commit()
     _place(uow, alice.user_id, [a], "alice-web")
     _place(uow, alice.user_id, [a, b], "alice-db")  # two deployments, two nodes: still one notice
     _place(uow, bob.user_id, [b], "bob-api", status="pending")
@@ -221,9 +226,12 @@ def test_scheduling_notifies_each_affected_user_once_and_rerunning_cannot_duplic
         assert all("Planned maintenance" in r.title for r in rows)
         audit_entry = uow.session.scalar(select(AuditEntry).where(AuditEntry.action == "maintenance.scheduled"))
         assert audit_entry.object_id == str(wid) and audit_entry.new["notified_users"] == len(rows)
-    # Alice sees exactly one notice in her inbox.
+    # Alice sees exactly one notice in her inbox; each person reads the times in their own timezone.
     inbox = [n for n in notifications.list_own(uow, alice) if n.kind == "maintenance"]
-    assert len(inbox) == 1 and "Rack move" in inbox[0].body
+    assert len(inbox) == 1 and "Rack move" in inbox[0].body and "UTC" in inbox[0].body
+    bob_notice = next(n for n in notifications.list_own(uow, bob) if n.kind == "maintenance")
+    tokyo = start.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert f"From {tokyo:%Y-%m-%d %H:%M} JST" in bob_notice.body
 
     # Re-running the notification step (a retry) writes nothing new; scheduling the same again is refused.
     with uow:

@@ -104,7 +104,8 @@ def test_register_bad_input_shows_messages_keeps_values_and_writes_nothing(seede
     assert not at.exception
     messages = _field_messages(at)
     assert "letters, digits" in messages
-    assert at.error and "name" in at.error[0].value
+    assert at.error[0].value == "Please check: Name, Region, Country."
+    assert "choose a region" in messages and "choose the node's country" in messages
     assert count(UnitOfWork(), Node) == before
     assert at.text_input(key="reg_name_0").value == "bad name!"  # kept
     assert len(at.code) == 0
@@ -118,7 +119,7 @@ def test_register_bad_input_shows_messages_keeps_values_and_writes_nothing(seede
     at.number_input(key="reg_gpu_count_0").set_value(0)
     at.number_input(key="reg_vcpu_0").set_value(0)
     _button(at, "Register node").click().run()
-    assert "greater than or equal to 1" in _field_messages(at)
+    assert "must be at least 1" in _field_messages(at)
     # A name Priya already uses.
     taken = nodes_of(UnitOfWork(), _provider_id("demo:provider"))[0].name
     at.number_input(key="reg_vcpu_0").set_value(8)
@@ -276,7 +277,7 @@ def test_each_bad_window_shows_its_message_and_writes_nothing(seeded_sqlite, mon
         (soon, soon + timedelta(hours=1), "Patch", "at least 24 hours notice"),
         (_local_day(3, 6), _local_day(3, 20), "Patch", "at most 12 hours"),
         (overlap_start, overlap_start + timedelta(hours=2), "Patch", f"{covered_name} already has maintenance window"),
-        (_local_day(3, 10), _local_day(3, 11), "", "at least 3 characters"),
+        (_local_day(3, 10), _local_day(3, 11), "", "needs at least 3 characters"),
     ]
     before = (count(uow, MaintenanceWindow), count(uow, Notification))
     for start, end, reason, message in cases:
@@ -355,7 +356,7 @@ def test_application_form_validates_then_submits_and_shows_status(seeded_sqlite,
     _button(at, "Submit application").click().run()
     assert not at.exception
     messages = _field_messages(at)
-    assert "https://" in messages and "at least 1 item" in messages
+    assert "https://" in messages and "choose at least one" in messages
     assert count(UnitOfWork(), ProviderRequest) == before
     assert at.text_input(key="apply_company").value == "Nina Nodes"
 
