@@ -178,7 +178,8 @@ with price_col, st.container(border=True):
                 detail = deployments.launch(uow(), me, {**values, "name": name})
         except ServiceError as exc:
             state[SUBMIT_KEY] = {"errors": dict(exc.errors), "values": {**values, "name": name}}
-            st.error(exc.message, icon=":material/error:")
+            reasons = " ".join(dict.fromkeys(exc.errors.values())) or exc.message
+            st.error(f"**Not launched.** {reasons}", icon=":material/error:")
         else:
             state.pop(SUBMIT_KEY, None)
             state[RESULT_KEY] = detail
