@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+import anyio
+from fastapi import APIRouter, Depends, Path, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.pagination import Page, PageRequest, keyset_page, page_params
@@ -28,8 +29,10 @@ node_token_scheme = HTTPBearer(
 )
 
 
-def node_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(node_token_scheme)]) -> str | None:
-    return credentials.credentials if credentials else None
+async def node_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(node_token_scheme)],
+) -> str | None:
+    return credentials.credentials if credentials else None  # async: no thread hop for a string
 
 
 NodeToken = Annotated[str | None, Depends(node_token)]
@@ -49,8 +52,11 @@ CurrentNode = Annotated[agent_service.NodeCaller, Depends(current_node)]
     summary="Report the node alive, with host metrics (CPU, RAM, disk, network)",
     responses=problem_responses(401, 403, 413, 422),
 )
-def heartbeat(body: HeartbeatIn, token: NodeToken) -> HeartbeatOut:
-    return agent_service.record_heartbeat(UnitOfWork(), token, body)
+async def heartbeat(body: HeartbeatIn, token: NodeToken) -> Response:
+    # The hot path (every node, every interval): one hop to a worker thread for the database work,
+    # and the answer serialised once by its model (the route's response_model documents it).
+    out = await anyio.to_thread.run_sync(agent_service.record_heartbeat, UnitOfWork(), token, body)
+    return Response(out.model_dump_json(), media_type="application/json")
 
 
 @router.get(

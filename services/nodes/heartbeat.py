@@ -21,16 +21,19 @@ event appended to the deployment's timeline and an audit entry, in one transacti
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from sqlalchemy import and_, case, exists, literal, select, update
+from sqlalchemy import Insert, String, and_, bindparam, case, exists, select, update
 
 from services.audit import service as audit
 from services.auth.identity import Identity
-from services.db.base import utcnow
+from services.config import get_settings
+from services.db.base import UTCDateTime, utcnow
 from services.db.dialect import insert_ignore
 from services.db.engine import UnitOfWork
 from services.deployments.models import Deployment, DeploymentEvent, DeploymentPlacement
@@ -151,6 +154,17 @@ class NodeCaller:
         )
 
 
+# SQLite has one writer at a time. Threads that queue for it inside SQLite wait in its busy handler,
+# which sleeps in growing steps and wastes most of the time; queueing them here instead hands the
+# file lock straight from one heartbeat to the next. PostgreSQL locks rows and needs nothing.
+_sqlite_writer = threading.Lock()
+
+
+def _writer(uow: UnitOfWork):
+    url = uow.url or get_settings().database_url
+    return _sqlite_writer if url.startswith("sqlite") else nullcontext()
+
+
 def _digest_or_refuse(token: str | None) -> str:
     if not token or not looks_like_token(token):
         raise NotAuthenticated(NOT_AUTHENTICATED)
@@ -179,6 +193,36 @@ def authenticate(uow: UnitOfWork, token: str | None) -> NodeCaller:
     return NodeCaller(node_id=row.id, provider_id=row.provider_id, name=row.name, status=row.status)
 
 
+# The two heartbeat statements are built once (bind parameters only), so a heartbeat pays for
+# neither statement construction nor cache-key generation.
+# A provider's "draining" survives heartbeats; otherwise the agent's word sets online/offline.
+_MARK_SEEN = (
+    update(Node)
+    .where(Node.token_hash == bindparam("digest"), Node.status != "decommissioned")
+    .values(
+        last_heartbeat_at=bindparam("now", type_=UTCDateTime()),
+        status=case((Node.status == "draining", Node.status), else_=bindparam("reported", type_=String())),
+    )
+    .returning(Node.id, Node.status)
+)
+_SAMPLE_COLUMNS = ("node_id", "ts", "cpu_pct", "ram_pct", "disk_pct", "net_in_mbps", "net_out_mbps", "online")
+_insert_sample_by_dialect: dict[str, Insert] = {}
+
+
+def _insert_sample(session) -> Insert:
+    """INSERT of one metrics sample, ON CONFLICT (node_id, ts) DO NOTHING, for the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    stmt = _insert_sample_by_dialect.get(dialect)
+    if stmt is None:
+        stmt = (
+            insert_ignore(session, NodeMetric, ["node_id", "ts"])
+            .values({c: bindparam(c, type_=NodeMetric.__table__.c[c].type) for c in _SAMPLE_COLUMNS})
+            .returning(NodeMetric.node_id)
+        )
+        _insert_sample_by_dialect[dialect] = stmt
+    return stmt
+
+
 def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn | dict) -> HeartbeatOut:
     """Authenticate by token hash, mark the node seen (one UPDATE) and store its sample once, in one transaction."""
     digest = _digest_or_refuse(token)
@@ -195,32 +239,27 @@ def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn 
             f"The sample time is {skew:+d} s from the server's clock; check the node's clock (NTP) or omit ts.",
             field="ts",
         )
-    # A provider's "draining" survives heartbeats; otherwise the agent's word sets online/offline.
-    new_status = case((Node.status == "draining", Node.status), else_=literal(heartbeat.status))
-    with uow:
+    with _writer(uow), uow:
         s = uow.session
-        row = s.execute(
-            update(Node)
-            .where(Node.token_hash == digest, Node.status != "decommissioned")
-            .values(last_heartbeat_at=now, status=new_status)
-            .returning(Node.id, Node.status)
-        ).first()
+        conn = s.connection()  # Core statements on the session's connection: no ORM work per heartbeat
+        row = conn.execute(_MARK_SEEN, {"digest": digest, "now": now, "reported": heartbeat.status}).first()
         if row is None:
             raise _refusal(s, digest)
         recorded = False
         if heartbeat.metrics is not None:
             m = heartbeat.metrics
-            inserted = s.execute(
-                insert_ignore(s, NodeMetric, ["node_id", "ts"]).values(
-                    node_id=row.id,
-                    ts=sample_ts,
-                    cpu_pct=m.cpu_pct,
-                    ram_pct=m.ram_pct,
-                    disk_pct=m.disk_pct,
-                    net_in_mbps=m.net_in_mbps,
-                    net_out_mbps=m.net_out_mbps,
-                    online=heartbeat.status == "online",
-                ).returning(NodeMetric.node_id)
+            inserted = conn.execute(
+                _insert_sample(s),
+                {
+                    "node_id": row.id,
+                    "ts": sample_ts,
+                    "cpu_pct": m.cpu_pct,
+                    "ram_pct": m.ram_pct,
+                    "disk_pct": m.disk_pct,
+                    "net_in_mbps": m.net_in_mbps,
+                    "net_out_mbps": m.net_out_mbps,
+                    "online": heartbeat.status == "online",
+                },
             ).first()
             recorded = inserted is not None  # rowcount is unreliable for ON CONFLICT across drivers
         uow.commit()
