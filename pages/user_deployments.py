@@ -24,6 +24,10 @@ SORT_LABELS = {"created_at": "Newest first", "name": "Name", "status": "Status",
 
 me = require(Action.DEPLOYMENT_MANAGE_OWN)
 state = st.session_state
+if state.get("deps_viewer") != me.user_id:  # another person at this browser (demo picker): start afresh
+    for key in (DETAIL_KEY, CONFIRM_KEY, FLASH_KEY):
+        state.pop(key, None)
+    state["deps_viewer"] = me.user_id
 
 st.title("My deployments")
 st.caption(f"Times in {me.timezone} · prices per hour as charged")
