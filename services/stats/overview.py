@@ -13,6 +13,8 @@ Definitions (money from the ledger, never from prices):
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -158,69 +160,25 @@ def overview(uow: UnitOfWork, actor: Identity, *, now: datetime | None = None, c
             s.scalar(select(func.count()).select_from(ProviderRequest).where(ProviderRequest.status == "pending")) or 0
         )
 
-        # Revenue: usage debits on user credit accounts, per local day plus the month-to-date part.
-        rev_day = _day_bucket(s, LedgerEntry.created_at, tz, now)
-        in_month = LedgerEntry.created_at >= m_start
-        # Driven by the covering (account, time, amount, transaction) index of the user accounts'
-        # entries; the kind of each entry's transaction is one primary-key probe.
-        user_accounts = select(LedgerAccount.id).where(LedgerAccount.kind == "user_credits")
-        is_usage = (
-            select(LedgerTransaction.id)
-            .where(LedgerTransaction.id == LedgerEntry.transaction_id, LedgerTransaction.kind == "usage")
-            .exists()
-        )
-        rev_rows = s.execute(
-            select(
-                rev_day,
-                func.sum(-LedgerEntry.amount_cents),
-                func.sum(case((in_month, -LedgerEntry.amount_cents), else_=literal(0))),
-            )
-            .where(
-                LedgerEntry.account_id.in_(user_accounts),
-                LedgerEntry.created_at >= window_start,
-                LedgerEntry.created_at <= now,
-                is_usage,
-            )
-            .group_by(rev_day)
-        ).all()
-        fees_account = s.scalar(select(LedgerAccount.id).where(LedgerAccount.code == FEES_ACCOUNT))
-        fee_rows = []
-        if fees_account is not None:
-            fee_rows = s.execute(
-                select(
-                    rev_day,
-                    func.sum(LedgerEntry.amount_cents),
-                    func.sum(case((in_month, LedgerEntry.amount_cents), else_=literal(0))),
-                )
-                .where(
-                    LedgerEntry.account_id == fees_account,
-                    LedgerEntry.amount_cents > 0,
-                    LedgerEntry.created_at >= window_start,
-                    LedgerEntry.created_at <= now,
-                )
-                .group_by(rev_day)
-            ).all()
+        rev_rows, fee_rows = _ledger_by_day(s, tz, now, window_start, m_start)
 
         deployments_per_day: list[DayPoint] = []
         capacity: list[RegionCapacity] = []
         if charts:
-            dep_day = _day_bucket(s, Deployment.created_at, tz, now)
-            dep_rows = s.execute(
-                select(dep_day, func.count()).where(Deployment.created_at >= series_start).group_by(dep_day)
-            ).all()
-            deployments_per_day = _fill_days({_as_date(d): int(n) for d, n in dep_rows}, first_day, today)
+            created = _deployments_by_day(s, tz, now, series_start)
+            deployments_per_day = _fill_days(created, first_day, today)
             capacity = _capacity(s, now)
 
-    revenue = {_as_date(d): int(total or 0) for d, total, _m in rev_rows}
-    fees = {_as_date(d): int(total or 0) for d, total, _m in fee_rows}
+    revenue = {d: total for d, (total, _m) in rev_rows.items()}
+    fees = {d: total for d, (total, _m) in fee_rows.items()}
     k = OverviewKpis(
         users=int(users),
         providers=int(providers),
         nodes_online=int(nodes_online),
         nodes_total=int(nodes_total),
         deployments_by_status=by_status,
-        revenue_month_cents=sum(int(m or 0) for _d, _t, m in rev_rows),
-        fees_month_cents=sum(int(m or 0) for _d, _t, m in fee_rows),
+        revenue_month_cents=sum(m for _t, m in rev_rows.values()),
+        fees_month_cents=sum(m for _t, m in fee_rows.values()),
         run_rate_month_cents=int(run_rate_hour) * HOURS_PER_MONTH,
         pending_requests=int(pending_requests),
         month_start=m_start,
@@ -234,6 +192,113 @@ def overview(uow: UnitOfWork, actor: Identity, *, now: datetime | None = None, c
         timezone=_zone(tz).key,
         computed_at=now,
     )
+
+
+# Per-day sums of days that are over, per database and day boundaries. Ledger entries are append-only
+# and stamped when posted, and a deployment's creation time never changes, so a closed day's sum never
+# changes: only today is summed again on each call. (A loader that writes into past days, like the seed,
+# runs before the app serves.)
+_CLOSED_DAYS: OrderedDict[tuple, tuple[dict, dict]] = OrderedDict()
+_CLOSED_DAYS_LOCK = threading.Lock()
+_CLOSED_DAYS_MAX = 32
+
+DaySums = dict[date, tuple[int, int]]  # day -> (total, part inside the month)
+
+
+def _ledger_sums(s: Session, tz: str | None, now: datetime, start: datetime, end: datetime, m_start: datetime):
+    """(revenue, fees) per local day for entries in [start, end]: usage debits of user accounts, and
+    credits to platform:fees; each with the part at or after `m_start`."""
+    day = _day_bucket(s, LedgerEntry.created_at, tz, now)
+    in_month = LedgerEntry.created_at >= m_start
+    in_range = (LedgerEntry.created_at >= start, LedgerEntry.created_at <= end)
+    # Driven by the covering (account, time, amount, transaction) index of the user accounts'
+    # entries; the kind of each entry's transaction is one primary-key probe.
+    user_accounts = select(LedgerAccount.id).where(LedgerAccount.kind == "user_credits")
+    is_usage = (
+        select(LedgerTransaction.id)
+        .where(LedgerTransaction.id == LedgerEntry.transaction_id, LedgerTransaction.kind == "usage")
+        .exists()
+    )
+    revenue = s.execute(
+        select(
+            day,
+            func.sum(-LedgerEntry.amount_cents),
+            func.sum(case((in_month, -LedgerEntry.amount_cents), else_=literal(0))),
+        )
+        .where(LedgerEntry.account_id.in_(user_accounts), LedgerEntry.amount_cents < 0, *in_range, is_usage)
+        .group_by(day)
+    ).all()
+    fees: list = []
+    fees_account = s.scalar(select(LedgerAccount.id).where(LedgerAccount.code == FEES_ACCOUNT))
+    if fees_account is not None:
+        fees = s.execute(
+            select(
+                day,
+                func.sum(LedgerEntry.amount_cents),
+                func.sum(case((in_month, LedgerEntry.amount_cents), else_=literal(0))),
+            )
+            .where(LedgerEntry.account_id == fees_account, LedgerEntry.amount_cents > 0, *in_range)
+            .group_by(day)
+        ).all()
+
+    def as_dict(rows) -> DaySums:
+        return {_as_date(d): (int(t or 0), int(m or 0)) for d, t, m in rows}
+
+    return as_dict(revenue), as_dict(fees)
+
+
+def _merge(*parts: DaySums) -> DaySums:
+    out: DaySums = {}
+    for part in parts:
+        for d, (t, m) in part.items():
+            ot, om = out.get(d, (0, 0))
+            out[d] = (ot + t, om + m)
+    return out
+
+
+def _with_closed_days(s: Session, what: str, tz: str | None, now: datetime, start: datetime, compute, merge):
+    """`compute(s, start, end)` for [start, now]: the closed days' part from the cache, today's part afresh."""
+    today_start = day_start(now, tz, 0)
+    offset = now.astimezone(_zone(tz)).utcoffset()
+    key = (what, str(s.get_bind().url), _zone(tz).key, offset, start, today_start)
+    with _CLOSED_DAYS_LOCK:
+        closed = _CLOSED_DAYS.get(key)
+    if closed is None:
+        closed = compute(s, start, today_start - timedelta(microseconds=1))
+        with _CLOSED_DAYS_LOCK:
+            _CLOSED_DAYS[key] = closed
+            while len(_CLOSED_DAYS) > _CLOSED_DAYS_MAX:
+                _CLOSED_DAYS.popitem(last=False)
+    return merge(closed, compute(s, max(today_start, start), now))
+
+
+def _ledger_by_day(s: Session, tz: str | None, now: datetime, window_start: datetime, m_start: datetime):
+    """Revenue and fees per local day from `window_start` to `now`, each with the month-to-date part."""
+    return _with_closed_days(
+        s,
+        f"ledger:{m_start.isoformat()}",
+        tz,
+        now,
+        window_start,
+        lambda s, start, end: _ledger_sums(s, tz, now, start, end, m_start),
+        lambda a, b: (_merge(a[0], b[0]), _merge(a[1], b[1])),
+    )
+
+
+def _deployments_by_day(s: Session, tz: str | None, now: datetime, start: datetime) -> dict[date, int]:
+    """Deployments created per local day from `start` to `now`."""
+
+    def compute(s: Session, lo: datetime, hi: datetime) -> dict[date, int]:
+        day = _day_bucket(s, Deployment.created_at, tz, now)
+        rows = s.execute(
+            select(day, func.count()).where(Deployment.created_at >= lo, Deployment.created_at <= hi).group_by(day)
+        ).all()
+        return {_as_date(d): int(n) for d, n in rows}
+
+    def merge(a: dict[date, int], b: dict[date, int]) -> dict[date, int]:
+        return {d: a.get(d, 0) + b.get(d, 0) for d in a.keys() | b.keys()}
+
+    return _with_closed_days(s, "deployments", tz, now, start, compute, merge)
 
 
 def _capacity(s: Session, now: datetime) -> list[RegionCapacity]:
