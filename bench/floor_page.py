@@ -1,6 +1,7 @@
 """The floor page of the pages figure: one hand-written SQL query, one table, nothing else.
 
-Run by bench/pages.py through AppTest with the query, its parameters and a title in session state.
+bench/pages.py registers it in the navigation (in its own process only) and runs it through ui.py
+with AppTest, with the query, its parameters and a title in session state.
 """
 
 import pandas as pd

@@ -392,7 +392,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_ledger_transactions_idempotency_key")),
     )
     with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ledger_transactions_deployment_id"), ["deployment_id"], unique=False)
+        batch_op.create_index(
+            "ix_ledger_transactions_deployment_kind_created", ["deployment_id", "kind", "created_at"], unique=False
+        )
         batch_op.create_index("ix_ledger_transactions_kind_created", ["kind", "created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_ledger_transactions_payment_id"), ["payment_id"], unique=False)
 
@@ -523,7 +525,7 @@ def downgrade() -> None:
     with op.batch_alter_table("ledger_transactions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ledger_transactions_payment_id"))
         batch_op.drop_index("ix_ledger_transactions_kind_created")
-        batch_op.drop_index(batch_op.f("ix_ledger_transactions_deployment_id"))
+        batch_op.drop_index("ix_ledger_transactions_deployment_kind_created")
 
     op.drop_table("ledger_transactions")
     with op.batch_alter_table("deployment_placements", schema=None) as batch_op:
