@@ -107,15 +107,16 @@ st.subheader(f"New version {loaded + 1}")
 st.caption(
     f"Starts from version {loaded}" if loaded else "Starts from the default rates",
 )
-if latest is not None and latest.version != loaded:
+form_message(ERRORS)
+conflict = "expected_version" in state.get(ERRORS, {})
+stale = latest is not None and latest.version != loaded
+if stale and not conflict:
     st.warning(
         f"Version {latest.version} was saved by {latest.created_by} after you opened this form; "
         "saving will be refused until you reload.",
         icon=":material/sync_problem:",
     )
-form_message(ERRORS)
-conflict = "expected_version" in state.get(ERRORS, {})
-if conflict:
+if conflict or stale:
     st.button("Reload the latest prices", icon=":material/refresh:", on_click=_reload, key="pr_reload", type="primary")
 
 unit = (str(state.get("pr_currency") or "USD")).upper()[:3]
