@@ -226,6 +226,7 @@ def fleet() -> None:
         frame,
         hide_index=True,
         width="stretch",
+        height=35 * (len(frame) + 1) + 3,  # the whole page of rows, no inner scrolling
         column_config={
             "Status": tables.status_column(),
             "Last heartbeat": tables.time_column("Last heartbeat"),
