@@ -31,6 +31,14 @@ PAGES: list[PageSpec] = [
     PageSpec("pages/user_deployments.py", "My deployments", ":material/apps:", "Deploy", Action.DEPLOYMENT_MANAGE_OWN),
     PageSpec("pages/provider_apply.py", "Become a provider", ":material/storefront:", "Provide", Action.PROVIDER_APPLY),
     # --- billing pages
+    PageSpec("pages/billing.py", "Billing", ":material/account_balance_wallet:", "Billing", Action.BILLING_MANAGE_OWN),
+    PageSpec(
+        "pages/billing_history.py", "Transactions", ":material/receipt_long:", "Billing", Action.BILLING_MANAGE_OWN
+    ),
+    PageSpec(
+        "pages/billing_subscriptions.py", "Subscriptions", ":material/autorenew:", "Billing", Action.BILLING_MANAGE_OWN
+    ),
+    PageSpec("pages/operator_payments.py", "Payments", ":material/payments:", "Operate", Action.PAYMENTS_ADMIN),
     # --- cloud-provider pages
     PageSpec("pages/provider_nodes.py", "Nodes", ":material/dns:", "Provide", Action.NODE_MANAGE),
     PageSpec(

@@ -264,6 +264,14 @@ def finish_card_setup(uow: UnitOfWork, actor: Identity, data: Any) -> CardInfo:
     pm = stripe_api.retrieve_payment_method(stripe_api.expandable_id(intent["payment_method"]) or "")
     if stripe_api.expandable_id(pm.get("customer")) != customer_id:
         pm = stripe_api.attach_payment_method(pm["id"], customer_id)
+    new = pm.get("card") or {}
+    for other in stripe_api.list_cards(customer_id):
+        same = other.get("card") or {}
+        if other["id"] != pm["id"] and new.get("fingerprint") and all(
+            same.get(k) == new.get(k) for k in ("fingerprint", "exp_month", "exp_year")
+        ):
+            stripe_api.detach_payment_method(pm["id"])  # keep one copy of a card
+            raise Conflict(f"This card is already saved ({_card(other, None).label}).", field="card")
     default_id = _default_card_id(customer_id)
     if default_id is None:
         stripe_api.set_default_payment_method(customer_id, pm["id"])

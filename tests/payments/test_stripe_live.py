@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from services import metering
 from services.auth.permissions import Role
 from services.db.engine import UnitOfWork
-from services.errors import InvalidInput, NotFound
+from services.errors import Conflict, InvalidInput, NotFound
 from services.payments import history, stripe_api
 from services.payments import service as payments
 from services.payments.errors import PaymentDeclined
@@ -179,6 +179,15 @@ def test_another_persons_card_cannot_be_used_made_default_or_removed(stripe_worl
     with pytest.raises(NotFound):
         payments.remove_card(UnitOfWork(), thief, {"payment_method_id": "pm_does_not_exist"})
     assert [c.id for c in payments.list_cards(UnitOfWork(), owner)] == [card.id]
+
+
+def test_the_same_card_twice_is_kept_once(stripe_world, localstripe):
+    person = stripe_world.person()
+    first = add_card(localstripe, person)
+    with pytest.raises(Conflict) as twice:
+        add_card(localstripe, person)
+    assert "already saved (Visa •••• 4242" in twice.value.message
+    assert [c.id for c in payments.list_cards(UnitOfWork(), person)] == [first.id]
 
 
 def test_cards_are_listed_made_default_and_removed(stripe_world, localstripe):
