@@ -267,8 +267,10 @@ def finish_card_setup(uow: UnitOfWork, actor: Identity, data: Any) -> CardInfo:
     new = pm.get("card") or {}
     for other in stripe_api.list_cards(customer_id):
         same = other.get("card") or {}
-        if other["id"] != pm["id"] and new.get("fingerprint") and all(
-            same.get(k) == new.get(k) for k in ("fingerprint", "exp_month", "exp_year")
+        if (
+            other["id"] != pm["id"]
+            and new.get("fingerprint")
+            and all(same.get(k) == new.get(k) for k in ("fingerprint", "exp_month", "exp_year"))
         ):
             stripe_api.detach_payment_method(pm["id"])  # keep one copy of a card
             raise Conflict(f"This card is already saved ({_card(other, None).label}).", field="card")
