@@ -27,7 +27,9 @@ class PageSpec:
 PAGES: list[PageSpec] = [
     PageSpec("pages/home.py", "Home", ":material/home:", "Marketplace", None, default=True),
     # --- cloud-user pages
-    PageSpec("pages/user_launch.py", "Launch deployment", ":material/rocket_launch:", "Deploy", Action.DEPLOYMENT_LAUNCH),
+    PageSpec(
+        "pages/user_launch.py", "Launch deployment", ":material/rocket_launch:", "Deploy", Action.DEPLOYMENT_LAUNCH
+    ),
     PageSpec("pages/user_deployments.py", "My deployments", ":material/apps:", "Deploy", Action.DEPLOYMENT_MANAGE_OWN),
     PageSpec("pages/provider_apply.py", "Become a provider", ":material/storefront:", "Provide", Action.PROVIDER_APPLY),
     # --- billing pages
