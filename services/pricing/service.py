@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -583,12 +583,33 @@ class ImpactPreview:
         return self.after_month_cents - self.before_month_cents
 
 
+def _new_price_expr(data: PricingInput, Deployment, Node):
+    """SQL: one instance's millicents per hour at the new rates on its node, exactly as
+    `instance_hour_millicents` computes it (integer arithmetic, floor division)."""
+    gpu_rate = (
+        case(
+            *((Deployment.gpu_model == model, literal(rate)) for model, rate in data.gpu_hour_millicents.items()),
+            else_=literal(0),
+        )
+        if data.gpu_hour_millicents
+        else literal(0)
+    )
+    base = (
+        Deployment.vcpu * data.vcpu_hour_millicents
+        + Deployment.ram_gb * data.ram_gb_hour_millicents
+        + (Deployment.disk_gb * data.disk_gb_month_millicents + HOURS_PER_MONTH // 2) // HOURS_PER_MONTH
+        + Deployment.gpu_count * gpu_rate
+    )
+    return (base * func.coalesce(Node.price_factor_pct, 100)) // 100
+
+
 def preview_impact(uow: UnitOfWork, actor: Identity, data: PricingInput) -> ImpactPreview:
     """What a new version would do to the monthly cost of the running deployments (nothing is written).
 
     Running deployments keep their launch price unless `running_follow` is set; the preview says
-    which, and always shows what they would cost at the new rates. Deployments are grouped in SQL
-    by spec, stored price and node price factor, so the work is one aggregate query.
+    which, and always shows what they would cost at the new rates. Each deployment is repriced in
+    SQL as launching does it (every instance at its node's price factor, summed, rounded half-up
+    once), and the totals per workload are one aggregate query.
     """
     from services.deployments.models import Deployment, DeploymentPlacement
     from services.nodes.models import Node
@@ -601,32 +622,36 @@ def preview_impact(uow: UnitOfWork, actor: Identity, data: PricingInput) -> Impa
         except ValidationError as exc:
             raise InvalidInput.from_pydantic(exc) from exc
     new = PricingVersion(id=0, version=0, **data.rates())
-    factor = func.coalesce(Node.price_factor_pct, 100)
-    group = (
-        Deployment.workload,
-        Deployment.vcpu,
-        Deployment.ram_gb,
-        Deployment.disk_gb,
-        Deployment.gpu_model,
-        Deployment.gpu_count,
-        Deployment.replicas,
-        Deployment.backup_enabled,
-        Deployment.price_per_hour_cents,
-        Deployment.platform_fee_bp,
-        factor,
+    per_deployment = (
+        select(
+            Deployment.workload.label("workload"),
+            Deployment.price_per_hour_cents.label("old_price"),
+            Deployment.platform_fee_bp.label("old_bp"),
+            ((func.sum(_new_price_expr(data, Deployment, Node)) + 500) // 1000).label("new_price"),
+        )
+        .select_from(Deployment)
+        .outerjoin(DeploymentPlacement, DeploymentPlacement.deployment_id == Deployment.id)
+        .outerjoin(Node, Node.id == DeploymentPlacement.node_id)
+        .where(Deployment.status == "running")
+        .group_by(Deployment.id, Deployment.workload, Deployment.price_per_hour_cents, Deployment.platform_fee_bp)
+        .subquery()
     )
+    d = per_deployment.c
+    fee_bp = literal(data.platform_fee_bp)
     with uow:
         s = uow.session
         rows = s.execute(
-            select(*group, func.count())
-            .select_from(Deployment)
-            .outerjoin(
-                DeploymentPlacement,
-                (DeploymentPlacement.deployment_id == Deployment.id) & (DeploymentPlacement.slot == 0),
+            select(
+                d.workload,
+                func.count(),
+                func.sum(d.old_price),
+                func.sum(d.new_price),
+                func.sum(case((d.new_price != d.old_price, 1), else_=0)),
+                func.sum((d.old_price * d.old_bp + 5000) // 10000),
+                func.sum((d.new_price * fee_bp + 5000) // 10000),
             )
-            .outerjoin(Node, Node.id == DeploymentPlacement.node_id)
-            .where(Deployment.status == "running")
-            .group_by(*group)
+            .group_by(d.workload)
+            .order_by(func.sum(d.old_price).desc(), d.workload)
         ).all()
         try:
             in_force = current(s)
@@ -643,29 +668,24 @@ def preview_impact(uow: UnitOfWork, actor: Identity, data: PricingInput) -> Impa
             for spec in [ResourceSpec(t.vcpu, t.ram_gb, t.disk_gb, t.gpu_model, t.gpu_count)]
         ]
 
-    per: dict[str, list[int]] = {}
-    running = affected = 0
-    fees_before = fees_after = 0
-    for wk, vcpu, ram, disk, gpu_model, gpu_count, replicas, backup, price, fee_bp, pct, count in rows:
-        spec = ResourceSpec(vcpu, ram, disk, gpu_model, gpu_count or 0, replicas or 1, bool(backup))
-        q = quote(spec, new, int(pct))
-        now_price = int(price)
-        after_price = q.price_per_hour_cents if data.running_follow else now_price
-        after_bp = data.platform_fee_bp if data.running_follow else int(fee_bp)
-        running += count
-        if after_price != now_price:
-            affected += count
-        fees_before += count * platform_fee_cents(now_price, int(fee_bp))
-        fees_after += count * platform_fee_cents(after_price, after_bp)
-        acc = per.setdefault(wk, [0, 0, 0, 0])
-        acc[0] += count
-        acc[1] += count * now_price
-        acc[2] += count * q.price_per_hour_cents
-        acc[3] += count * after_price
-    by_workload = [
-        WorkloadImpact(wk, n, b * HOURS_PER_MONTH, r * HOURS_PER_MONTH, a * HOURS_PER_MONTH)
-        for wk, (n, b, r, a) in sorted(per.items(), key=lambda kv: -kv[1][1])
-    ]
+    follow = data.running_follow
+    by_workload = []
+    running = affected = fees_before = fees_after = 0
+    for workload, n, old, new_total, changed, old_fees, new_fees in rows:
+        n, old, new_total = int(n), int(old or 0), int(new_total or 0)
+        running += n
+        affected += int(changed or 0) if follow else 0
+        fees_before += int(old_fees or 0)
+        fees_after += int(new_fees or 0) if follow else int(old_fees or 0)
+        by_workload.append(
+            WorkloadImpact(
+                workload,
+                n,
+                old * HOURS_PER_MONTH,
+                new_total * HOURS_PER_MONTH,
+                (new_total if follow else old) * HOURS_PER_MONTH,
+            )
+        )
     when = "when this version takes effect" if data.effective_at is None else "at its effective time"
     if data.running_follow:
         explanation = (

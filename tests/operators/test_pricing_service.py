@@ -15,7 +15,14 @@ from services.errors import Conflict, InvalidInput, PermissionDenied
 from services.nodes.models import Node
 from services.pricing import service as pricing
 from services.pricing.models import PricingVersion
-from services.pricing.service import HOURS_PER_MONTH, PricingInput, ResourceSpec, quote
+from services.pricing.service import (
+    HOURS_PER_MONTH,
+    PricingInput,
+    ResourceSpec,
+    instance_hour_millicents,
+    platform_fee_cents,
+    quote,
+)
 from tests.operators.helpers import audit_rows, olivia, omar, versions
 from tests.support.people import make_person
 
@@ -228,54 +235,65 @@ def test_only_operators_see_or_change_pricing(seeded_db, uow):
 
 
 def _running_deployments(uow) -> list[tuple]:
-    """Each running deployment with the price factor of the node its first replica runs on (row by row)."""
+    """Each running deployment with the price factors of the nodes its instances run on (row by row)."""
     with uow:
-        rows = uow.session.execute(
-            select(Deployment, Node.price_factor_pct)
-            .outerjoin(
-                DeploymentPlacement,
-                (DeploymentPlacement.deployment_id == Deployment.id) & (DeploymentPlacement.slot == 0),
-            )
-            .outerjoin(Node, Node.id == DeploymentPlacement.node_id)
-            .where(Deployment.status == "running")
-        ).all()
-        return [
-            (
-                d.workload,
-                d.price_per_hour_cents,
-                ResourceSpec(d.vcpu, d.ram_gb, d.disk_gb, d.gpu_model, d.gpu_count, d.replicas, d.backup_enabled),
-                pct or 100,
-            )
-            for d, pct in rows
-        ]
+        s = uow.session
+        out = []
+        for d in s.scalars(select(Deployment).where(Deployment.status == "running")):
+            factors = s.scalars(
+                select(Node.price_factor_pct)
+                .join(DeploymentPlacement, DeploymentPlacement.node_id == Node.id)
+                .where(DeploymentPlacement.deployment_id == d.id)
+            ).all()
+            spec = ResourceSpec(d.vcpu, d.ram_gb, d.disk_gb, d.gpu_model, d.gpu_count, d.replicas, d.backup_enabled)
+            out.append((d.workload, d.price_per_hour_cents, spec, list(factors) or [100], d.platform_fee_bp))
+        return out
+
+
+def _price_at(spec: ResourceSpec, version: PricingVersion, factors: list[int]) -> int:
+    """What launching on nodes with these factors charges per hour: instances summed, rounded once."""
+    return (sum(instance_hour_millicents(spec, version, f) for f in factors) + 500) // 1000
 
 
 @pytest.mark.parametrize("follow", [True, False])
 def test_preview_prices_every_running_deployment(seeded_db, uow, follow):
-    new = rates(vcpu_hour_millicents=2_000, ram_gb_hour_millicents=450, platform_fee_bp=1_500, running_follow=follow)
+    new = rates(
+        vcpu_hour_millicents=2_000,
+        ram_gb_hour_millicents=450,
+        gpu_hour_millicents={"A100": 150_000, "L4": 50_000},
+        platform_fee_bp=1_500,
+        running_follow=follow,
+    )
     preview = pricing.preview_impact(uow, olivia(uow), new)
     running = _running_deployments(uow)
     new_version = PricingVersion(id=0, version=0, **new.rates())
-    now = sum(price for _w, price, _s, _p in running)
-    at_new = sum(quote(spec, new_version, pct).price_per_hour_cents for _w, _price, spec, pct in running)
-    changed = sum(1 for _w, price, spec, pct in running if quote(spec, new_version, pct).price_per_hour_cents != price)
+    now = sum(r[1] for r in running)
+    new_prices = [_price_at(spec, new_version, factors) for _w, _p, spec, factors, _bp in running]
+    at_new = sum(new_prices)
+    changed = sum(1 for r, p in zip(running, new_prices, strict=True) if p != r[1])
+    fees_now = sum(platform_fee_cents(r[1], r[4]) for r in running)
+    fees_new = sum(platform_fee_cents(p, 1_500) for p in new_prices)
     assert running and preview.running == len(running)
     assert preview.before_month_cents == now * HOURS_PER_MONTH
     assert preview.at_new_rates_month_cents == at_new * HOURS_PER_MONTH
+    assert preview.fees_before_month_cents == fees_now * HOURS_PER_MONTH
     assert at_new > now
     if follow:
         assert preview.after_month_cents == at_new * HOURS_PER_MONTH
+        assert preview.fees_after_month_cents == fees_new * HOURS_PER_MONTH
         assert preview.affected == changed > 0
         assert "follow" in preview.explanation
     else:
         assert preview.after_month_cents == preview.before_month_cents
+        assert preview.fees_after_month_cents == preview.fees_before_month_cents
         assert preview.affected == 0
         assert "keep their launch price" in preview.explanation
     by_workload = {w.workload: w for w in preview.by_workload}
-    for workload in {w for w, *_ in running}:
-        mine = [r for r in running if r[0] == workload]
+    for workload in {r[0] for r in running}:
+        mine = [(r, p) for r, p in zip(running, new_prices, strict=True) if r[0] == workload]
         assert by_workload[workload].deployments == len(mine)
-        assert by_workload[workload].before_month_cents == sum(r[1] for r in mine) * HOURS_PER_MONTH
+        assert by_workload[workload].before_month_cents == sum(r[1] for r, _p in mine) * HOURS_PER_MONTH
+        assert by_workload[workload].at_new_rates_month_cents == sum(p for _r, p in mine) * HOURS_PER_MONTH
     assert sum(w.deployments for w in preview.by_workload) == len(running)
     ubuntu = next(c for c in preview.catalog if c.workload == "ubuntu-vm")
     assert ubuntu.after_month_cents == quote(ResourceSpec(2, 4, 40), new_version).price_per_month_cents
