@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated figures among: {', '.join(FIGURES)}")
     parser.add_argument("--quick", action="store_true", help="few iterations (checks the harness, not speed)")
     parser.add_argument("--fresh", action="store_true", help="seed again even if the data set is current")
+    parser.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="development only: reuse a data set made by an older seed/schema version instead of seeding again",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--pg-schema", help="PostgreSQL schema of the data set (default: bench_<scale>)")
@@ -127,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             pg_base=pg_base,
             pg_schema=args.pg_schema,
             fresh=args.fresh,
+            reuse_stale=args.reuse_stale,
             log=log,
         )
         rows = [seed_row(dataset).to_json()]

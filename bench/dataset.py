@@ -146,6 +146,7 @@ def prepare(
     pg_base: str | None = None,
     pg_schema: str | None = None,
     fresh: bool = False,
+    reuse_stale: bool = False,
     log=print,
 ) -> Dataset:
     """The seeded data set for (backend, scale): reused when its marker matches the code, made otherwise."""
@@ -161,13 +162,17 @@ def prepare(
     marker_path = _marker_path(data_dir, scale, backend if schema is None else f"{backend}.{schema}")
     version = seed_version(scale)
     marker = json.loads(marker_path.read_text()) if marker_path.exists() else None
-    if not fresh and marker and marker.get("version") == version and _looks_seeded(url):
-        log(f"  reusing the {scale} data set on {backend} (seeded {marker['seeded_at']}, version {version})")
+    current = marker and (marker.get("version") == version or reuse_stale)
+    if not fresh and current and _looks_seeded(url):
+        stale = "" if marker["version"] == version else f", STALE: the code's seed version is now {version}"
+        log(
+            f"  reusing the {scale} data set on {backend} (seeded {marker['seeded_at']}, version {marker['version']}{stale})"
+        )
         return Dataset(
             backend=backend,
             scale=scale,
             url=url,
-            version=version,
+            version=marker["version"],
             reused=True,
             seeded_at=marker["seeded_at"],
             seed_seconds=marker.get("seed_seconds"),
