@@ -23,6 +23,7 @@ from pathlib import PurePath
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from dashboard.navigation import PAGES
 from services.auth.permissions import PERMISSIONS, Role, allowed
@@ -215,10 +216,9 @@ def test_sign_in_page_then_profile_is_saved_for_the_signed_in_person(tmp_path, o
         page.goto(f"{base}/profile")
         page.get_by_text("Profile & settings").wait_for(timeout=WAIT)
         name = page.get_by_label("Display name")
-        assert name.input_value() == "Tina Zone"
+        expect(name).to_have_value("Tina Zone", timeout=WAIT)  # the page streams in: wait for the field
         name.fill("Tina Z.")
         page.get_by_role("button", name="Save").click()
         page.get_by_text("Saved.").wait_for(timeout=WAIT)
         page.reload()
-        page.get_by_label("Display name").wait_for(timeout=WAIT)
-        assert page.get_by_label("Display name").input_value() == "Tina Z."
+        expect(page.get_by_label("Display name")).to_have_value("Tina Z.", timeout=WAIT)
