@@ -1,12 +1,25 @@
 """One real app for the API tests: `streamlit run streamlit_app.py` on loopback, a seeded SQLite copy,
-and a token issuer whose JWKS is served on loopback (tests/support/tokens.py)."""
+a token issuer whose JWKS is served on loopback (tests/support/tokens.py), and Stripe pointed at a
+localstripe server in this process (so the payment endpoints answer for real, not "not configured")."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests.payments import events
+from tests.payments.stripe_peer import LocalStripe
 from tests.support.api import LiveApi, live_api
 from tests.support.tokens import TokenIssuer
+
+
+def stripe_env(localstripe: LocalStripe) -> dict[str, str]:
+    return {
+        "STRIPE_SECRET_KEY": "sk_test_api_suite",
+        "STRIPE_PUBLISHABLE_KEY": "pk_test_api_suite",
+        "STRIPE_WEBHOOK_SECRET": events.SECRET,
+        "STRIPE_API_BASE": localstripe.url,
+        "MARKETPLACE_STRIPE_JS_URL": localstripe.js_url,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +29,13 @@ def issuer():
 
 
 @pytest.fixture(scope="session")
-def api(tmp_path_factory, sqlite_template, issuer) -> LiveApi:
-    with live_api(tmp_path_factory.mktemp("live-api"), sqlite_template, issuer) as live:
+def api_stripe():
+    server = LocalStripe()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory, sqlite_template, issuer, api_stripe) -> LiveApi:
+    with live_api(tmp_path_factory.mktemp("live-api"), sqlite_template, issuer, **stripe_env(api_stripe)) as live:
         yield live

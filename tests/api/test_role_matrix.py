@@ -42,11 +42,16 @@ ISSUE_ENDPOINTS = {
     ("get", "/v1/operator/provider-requests"),
     ("post", "/v1/operator/provider-requests/{request_id}/approve"),
     ("post", "/v1/operator/provider-requests/{request_id}/reject"),
+    ("post", "/v1/payments/intents"),
+    ("get", "/v1/payments/methods"),
+    ("post", "/v1/payments/methods"),
+    ("delete", "/v1/payments/methods/{payment_method_id}"),
+    ("post", "/v1/payments/webhook"),
     ("post", "/v1/agent/heartbeat"),
     ("get", "/v1/agent/assignments"),
     ("post", "/v1/agent/deployments/{deployment_id}/status"),
 }
-PERSON_AREAS = ("/v1/deployments", "/v1/provider/", "/v1/operator/")
+PERSON_AREAS = ("/v1/deployments", "/v1/provider/", "/v1/operator/", "/v1/payments/intents", "/v1/payments/methods")
 COMBINATIONS = [
     frozenset(c) for n in range(3) for c in itertools.combinations((Role.PROVIDER, Role.OPERATOR), n)
 ]  # each with cloud-user, which every signed-in person is
@@ -106,8 +111,9 @@ def test_role_matrix_from_the_permission_table(api, schema, tokens):
     checked = 0
     for method, path, action in _cases(schema):
         url = path.replace("{", "").replace("}", "")
-        for name in ("deployment_id", "node_id", "window_id", "request_id"):
+        for name in ("deployment_id", "node_id", "window_id", "request_id", "payment_id"):
             url = url.replace(name, str(MISSING_ID))
+        url = url.replace("payment_method_id", "pm_missing")
         body = {} if method in ("post", "put") else None
         for combo, token in tokens.items():
             roles = combo | {Role.USER}

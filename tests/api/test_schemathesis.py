@@ -1,6 +1,6 @@
 """Property-based run over /api/openapi.json: generated requests (valid and invalid) against every operation.
 
-Its own app instance and database (the run changes settings and prices at random). Requests carry a
+Its own app instance, database and localstripe (the run changes settings and prices at random). Requests carry a
 token of a person holding every role (with a provider profile), and the agent operations a real node
 token, so most cases reach the business code rather than stopping at 401. Every answer must be below
 500, use a documented status code and content type, and match the documented schema.
@@ -22,7 +22,9 @@ from schemathesis.specs.openapi.checks import (
 
 from services.auth.permissions import Role
 from services.nodes import service as nodes
+from tests.api.conftest import stripe_env
 from tests.support.api import live_api
+from tests.support.stripe_process import localstripe_process
 
 MAX_EXAMPLES = 8  # per operation and generation mode: bounded, the run stays well under a minute
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -47,7 +49,8 @@ def _runner(strategy, base_url: str, headers: dict[str, str], seen: Counter):
 
 
 def test_generated_requests_find_no_server_error_and_no_answer_outside_the_schema(tmp_path, sqlite_template, issuer):
-    with live_api(tmp_path, sqlite_template, issuer) as api:
+    # its own database, so its own Stripe (localstripe in a child process): nothing shared with other tests
+    with localstripe_process() as stripe, live_api(tmp_path, sqlite_template, issuer, **stripe_env(stripe)) as api:
         everyone = api.provider(Role.OPERATOR)
         node_token = nodes.register_node(
             api.uow(), everyone, dict(name="fuzz-node", region="eu-west", country="DE", vcpu=4, ram_gb=8, disk_gb=50)
