@@ -14,6 +14,7 @@ from services.db.migrate import upgrade  # noqa: E402
 from tests.support.db import (  # noqa: E402
     SqliteTemplate,
     drop_pg_schema,
+    fresh_heartbeats,
     new_pg_schema,
     require_postgres,
     use_database,
@@ -31,6 +32,8 @@ def _make_db(request, backend: str, seeded: bool, tmp_path, monkeypatch, sqlite_
     if backend == "sqlite":
         url = sqlite_template.copy_to(tmp_path / "test.db", seeded)
         use_database(url, monkeypatch)
+        if seeded:
+            fresh_heartbeats(url)  # the template may be older than the offline threshold
         return url
     require_postgres()
     url, schema = new_pg_schema()

@@ -99,3 +99,13 @@ class SqliteTemplate:
             if Path(str(src) + suffix).exists():
                 shutil.copyfile(str(src) + suffix, str(dest) + suffix)
         return f"sqlite:///{dest}"
+
+
+def fresh_heartbeats(url: str) -> None:
+    """Seeded "online" nodes heartbeat now, as they did when the seed ran (a copied template is older)."""
+    from services.db.base import utcnow
+    from services.db.engine import get_engine
+    from services.nodes.models import Node
+
+    with get_engine(url).begin() as conn:
+        conn.execute(Node.__table__.update().where(Node.status == "online").values(last_heartbeat_at=utcnow()))
