@@ -91,6 +91,27 @@ FLOORS: dict[str, Floor] = {
            WHERE a.code = 'platform:fees' AND e.created_at >= :month_ago
            GROUP BY {day} ORDER BY 1"""
     ),
+    "pages/billing.py": Floor(
+        """SELECT a.balance_cents, p.id, p.kind, p.amount_cents, p.status, p.created_at
+           FROM ledger_accounts a LEFT JOIN (
+               SELECT * FROM payments WHERE user_id = :user_id ORDER BY created_at DESC LIMIT 5) p ON 1 = 1
+           WHERE a.user_id = :user_id"""
+    ),
+    "pages/billing_history.py": Floor(
+        """SELECT t.created_at, t.kind, t.memo, t.deployment_id, e.amount_cents
+           FROM ledger_accounts a
+           JOIN ledger_entries e ON e.account_id = a.id
+           JOIN ledger_transactions t ON t.id = e.transaction_id
+           WHERE a.user_id = :user_id AND e.created_at >= :month_ago
+           ORDER BY e.created_at DESC LIMIT 25"""
+    ),
+    "pages/billing_subscriptions.py": Floor(
+        "SELECT * FROM subscriptions WHERE user_id = :user_id ORDER BY created_at DESC LIMIT 20"
+    ),
+    "pages/operator_payments.py": Floor(
+        """SELECT p.id, u.email, p.kind, p.amount_cents, p.refunded_cents, p.status, p.created_at
+           FROM payments p JOIN users u ON u.id = p.user_id ORDER BY p.created_at DESC LIMIT 25"""
+    ),
     "pages/operator_pricing.py": Floor("SELECT * FROM pricing_versions ORDER BY version DESC LIMIT 10"),
     "pages/operator_requests.py": Floor(
         "SELECT * FROM provider_requests WHERE status = 'pending' ORDER BY created_at LIMIT 20"
