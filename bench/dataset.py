@@ -134,8 +134,12 @@ def _analyze(backend: str, url: str) -> None:
     """PostgreSQL: gather planner statistics now, as autovacuum would shortly after a bulk load."""
     if backend != "postgresql":
         return
+    from services.db import models as m
+
     with get_engine(url).connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        for table in m.Base.metadata.sorted_tables:  # this schema's tables only, not the whole database
+            conn.execute(text(f'ANALYZE "{table.name}"'))
 
 
 def prepare(
