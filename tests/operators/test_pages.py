@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from dashboard import fmt
 from services.audit.models import AuditEntry
 from services.db.base import utcnow
 from services.db.engine import UnitOfWork
+from services.nodes.models import Node
 from services.pricing import service as pricing
 from services.pricing.models import PricingVersion
 from services.providers import service as providers
@@ -60,6 +61,10 @@ def test_non_operators_are_refused(seeded_sqlite, monkeypatch, page, who):
 
 
 def test_overview_kpis_equal_what_the_database_says(seeded_sqlite, monkeypatch):
+    uow = UnitOfWork()
+    with uow:  # seeded online nodes report now, so none goes stale between the page and the check
+        uow.session.execute(update(Node).where(Node.status == "online").values(last_heartbeat_at=utcnow()))
+        uow.commit()
     at = app_as(monkeypatch, **OLIVIA, page="pages/operator_overview.py")
     assert not at.exception
     olivia = demo_identity(UnitOfWork(), "demo:operator")
