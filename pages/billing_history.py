@@ -72,7 +72,7 @@ else:
                 "Type": history.KIND_LABELS.get(r.kind, r.kind),
                 "Description": r.description,
                 "Amount": r.amount_cents / 100,
-                "Charges": r.charges if r.kind == "usage" else None,
+                "Charges": str(r.charges) if r.kind == "usage" else "",
                 "Payment": f"#{r.payment_id}" if r.payment_id else "",
             }
             for r in rows
@@ -86,7 +86,7 @@ else:
             "When": tables.time_column("When"),
             "Description": st.column_config.TextColumn("Description", width="large"),
             "Amount": tables.money_column("Amount", help="Positive: credits added; negative: credits used"),
-            "Charges": st.column_config.NumberColumn("Charges", help="Hourly charges summed in this row"),
+            "Charges": st.column_config.TextColumn("Charges", help="Hourly charges summed in this row"),
         },
     )
     pager(PAGE_KEY, total, page_size=PAGE_SIZE, label="transactions")
