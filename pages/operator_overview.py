@@ -95,17 +95,22 @@ def overview_body() -> None:
                 [
                     {
                         "Region": r.region,
-                        "Nodes online": r.nodes_online,
-                        "vCPU used": r.vcpu_used,
-                        "vCPU online": r.vcpu_online,
-                        "RAM GB used": r.ram_gb_used,
-                        "RAM GB online": r.ram_gb_online,
+                        "Nodes": r.nodes_online,
+                        "vCPU": f"{r.vcpu_used:,} / {r.vcpu_online:,}",
+                        "RAM GB": f"{r.ram_gb_used:,} / {r.ram_gb_online:,}",
                     }
                     for r in data.capacity
                 ]
             ),
             hide_index=True,
             width="stretch",
+            column_config={
+                "Nodes": st.column_config.NumberColumn("Nodes", help="Nodes online in the region"),
+                "vCPU": st.column_config.TextColumn("vCPU", help="Held by pending and running deployments / online"),
+                "RAM GB": st.column_config.TextColumn(
+                    "RAM GB", help="Held by pending and running deployments / online"
+                ),
+            },
             key="ov_capacity_table",
         )
     else:
