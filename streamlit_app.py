@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import streamlit as st
 from starlette.routing import Mount
+from streamlit.runtime.pages_manager import PagesManager
 
 from api.app import create_api
 from dashboard.identity import demo_mode
@@ -26,7 +27,19 @@ log = logging.getLogger("marketplace")
 HERE = Path(__file__).resolve().parent
 
 
+def _navigation_only() -> None:
+    """Serve every page through ui.py's st.navigation, from the first request on.
+
+    Streamlit treats a `pages/` folder beside the main script as old-style pages until the first
+    st.navigation call in the process; a deep link as the very first request after a start would
+    then run the page file alone (no identity gate, file names as navigation). st.navigation sets
+    this same flag; setting it at start-up closes that window.
+    """
+    PagesManager.uses_pages_directory = False
+
+
 def _startup() -> Scheduler:
+    _navigation_only()
     demo = demo_mode()
     check_demo_allowed(auth_configured=not demo)  # refuses to serve production without sign-in
     prepare_database(demo=demo)
