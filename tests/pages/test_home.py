@@ -28,3 +28,27 @@ def test_demo_mode_shows_a_banner_and_switches_people(seeded_sqlite, monkeypatch
     picker.select_index(2).run()
     assert not at.exception
     assert "Uma User" in texts(at)
+
+
+def test_home_shows_the_persons_own_figures_first(seeded_sqlite, monkeypatch):
+    from sqlalchemy import func, select
+
+    from dashboard.fmt import money
+    from services.deployments.models import Deployment
+    from services.ledger.models import LedgerAccount
+    from services.users.models import User
+
+    at = app_as(monkeypatch, sub="demo:user", email="uma@user.demo")
+    assert not at.exception
+    with UnitOfWork() as uow:
+        s = uow.session
+        uma = s.scalar(select(User.id).where(User.subject == "demo:user"))
+        running = s.scalar(select(func.count()).where(Deployment.owner_user_id == uma, Deployment.status == "running"))
+        credits = s.scalar(select(LedgerAccount.balance_cents).where(LedgerAccount.user_id == uma)) or 0
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Your running deployments"] == f"{running:,}"
+    assert metrics["Credits"] == money(credits)
+    assert "Provider requests waiting" not in metrics  # not an operator
+
+    op = app_as(monkeypatch, sub="demo:operator", email="olivia@operator.demo")
+    assert "Provider requests waiting" in {m.label for m in op.metric}
