@@ -1,18 +1,22 @@
 """One real app for the API tests: `streamlit run streamlit_app.py` on loopback, a seeded SQLite copy,
 a token issuer whose JWKS is served on loopback (tests/support/tokens.py), and Stripe pointed at a
-localstripe server in this process (so the payment endpoints answer for real, not "not configured")."""
+localstripe server (so the payment endpoints answer for real, not "not configured").
+
+localstripe runs in a child process here: its aiohttp app is a module global bound to the first event
+loop that serves it, so a second in-process instance (the payments suite has its own) cannot start.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.payments import events
-from tests.payments.stripe_peer import LocalStripe
 from tests.support.api import LiveApi, live_api
+from tests.support.stripe_process import StripePeer, localstripe_process
 from tests.support.tokens import TokenIssuer
 
 
-def stripe_env(localstripe: LocalStripe) -> dict[str, str]:
+def stripe_env(localstripe: StripePeer) -> dict[str, str]:
     return {
         "STRIPE_SECRET_KEY": "sk_test_api_suite",
         "STRIPE_PUBLISHABLE_KEY": "pk_test_api_suite",
@@ -30,9 +34,8 @@ def issuer():
 
 @pytest.fixture(scope="session")
 def api_stripe():
-    server = LocalStripe()
-    yield server
-    server.stop()
+    with localstripe_process() as peer:
+        yield peer
 
 
 @pytest.fixture(scope="session")

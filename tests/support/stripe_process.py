@@ -1,9 +1,10 @@
-"""localstripe in a process of its own, for an app that must not share Stripe state with another.
+"""localstripe in a process of its own.
 
-localstripe keeps its store in module globals, so every LocalStripe in one test process shares
-customers and intents. Two apps with separate databases but one localstripe then collide (the same
-user id maps to different people). `localstripe_process()` runs tests/payments/stripe_peer.py's
-LocalStripe in a child process and yields its URLs.
+localstripe keeps its store and its aiohttp app in module globals: a second LocalStripe in the same
+test process cannot start (the app is bound to the first one's event loop), and two apps with
+separate databases sharing one store collide (the same user id maps to different people).
+`localstripe_process()` runs tests/payments/stripe_peer.py's LocalStripe in a child process and
+yields its URLs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 _CHILD = (
-    "import sys, threading\n"
+    "import sys\n"
     "from tests.payments.stripe_peer import LocalStripe\n"
     "server = LocalStripe()\n"
     "print(server.url, flush=True)\n"
