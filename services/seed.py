@@ -17,8 +17,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Boolean, DateTime, Table, bindparam, func, select, text, update
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKeyConstraint,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from services.db import models as m
 from services.db.engine import get_engine
@@ -274,6 +286,15 @@ def _secondary_indexes(tables: list[Table]) -> list:
     return [idx for t in tables for idx in sorted(t.indexes, key=lambda i: i.name) if not idx.unique]
 
 
+def _bulk_constraints(tables: list[Table]) -> list:
+    """Foreign keys and unique constraints of `tables` (PostgreSQL: dropped for a large load, added back after)."""
+    out: list = []
+    for table in tables:
+        out += sorted(table.foreign_key_constraints, key=lambda c: str(c.name))
+        out += sorted((c for c in table.constraints if isinstance(c, UniqueConstraint)), key=lambda c: str(c.name))
+    return out
+
+
 def _usage_periods(running: list[tuple], now: datetime, target_charges: int) -> tuple[int, int]:
     """(hours per usage charge, number of periods) giving at least `target_charges` charges, fewest periods first.
 
@@ -329,6 +350,11 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
         ]
         if not bulk.postgres:
             conn.exec_driver_sql("PRAGMA cache_size = -262144")  # 256 MB of page cache for the load
+        # PostgreSQL checks foreign keys row by row (a trigger per row) and keeps unique indexes up to date
+        # on every insert: for a large load, drop them and add them back after, checked in one pass each.
+        constraints = _bulk_constraints([T[name] for name in BULK_TABLES]) if bulk.postgres and rebuild else []
+        for constraint in constraints:
+            conn.execute(DropConstraint(constraint))
         for idx in rebuild:
             idx.drop(conn)
         # --- pricing and settings
@@ -879,8 +905,14 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
         )
         counts["maintenance_windows"] = len(mw)
         _fix_sequences(conn)
+        for constraint in constraints:
+            if isinstance(constraint, UniqueConstraint):
+                conn.execute(AddConstraint(constraint))
         for idx in rebuild:
             idx.create(conn)
+        for constraint in constraints:
+            if isinstance(constraint, ForeignKeyConstraint):
+                conn.execute(AddConstraint(constraint))
         if rebuild:
             log(f"  indexes rebuilt: {time.monotonic() - t0:.1f}s")
     log(f"seeded {scale_name} in {time.monotonic() - t0:.1f}s: {counts}")
