@@ -55,7 +55,8 @@ ReportedStatus = Literal["running", "failed", "stopped"]
 class Metrics(BaseModel):
     """One sample of host metrics. Percentages are 0..100; network rates in Mbit/s."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Unknown fields are ignored, not refused: a newer agent (more metrics) keeps working with this server.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     cpu_pct: float = Field(ge=0, le=100)
     ram_pct: float = Field(ge=0, le=100)
@@ -65,9 +66,9 @@ class Metrics(BaseModel):
 
 
 class HeartbeatIn(BaseModel):
-    """What an agent sends every interval."""
+    """What an agent sends every interval (unknown fields are ignored, for newer agents)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     status: HeartbeatStatus = Field(
         default="online", description="`online` while serving; `offline` when the agent shuts down cleanly"
