@@ -137,7 +137,13 @@ _DUE = """
     )
 """
 
+# A charge whose deployment also has instances with a provider other than the charge's main provider.
+_OTHER_PROVIDER = """EXISTS (
+    SELECT 1 FROM deployment_placements op JOIN nodes onode ON onode.id = op.node_id
+    WHERE op.deployment_id = u.deployment_id AND onode.provider_id <> u.provider_id)"""
+
 # This tick's charges: rows for the hour linked to transactions created after `max_before`.
+# (The ORDER BYs below make index inserts sweep in key order instead of jumping around a big table.)
 _NEW = "u.hour_start = :hour AND u.transaction_id > :max_before"
 
 
@@ -254,13 +260,17 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
                        la.balance_cents AS balance,
                        SUM(d.price_per_hour_cents) OVER (
                            PARTITION BY d.owner_user_id ORDER BY d.id ROWS UNBOUNDED PRECEDING) AS running_total,
-                       (SELECT n.provider_id FROM deployment_placements p JOIN nodes n ON n.id = p.node_id
-                        WHERE p.deployment_id = d.id
-                        GROUP BY n.provider_id ORDER BY COUNT(*) DESC, n.provider_id LIMIT 1) AS primary_provider
+                       (SELECT CASE WHEN MIN(n.provider_id) = MAX(n.provider_id) THEN MIN(n.provider_id) ELSE (
+                                   SELECT n2.provider_id FROM deployment_placements p2
+                                   JOIN nodes n2 ON n2.id = p2.node_id WHERE p2.deployment_id = d.id
+                                   GROUP BY n2.provider_id ORDER BY COUNT(*) DESC, n2.provider_id LIMIT 1) END
+                        FROM deployment_placements p JOIN nodes n ON n.id = p.node_id
+                        WHERE p.deployment_id = d.id) AS primary_provider
                 FROM deployments d JOIN ledger_accounts la ON la.user_id = d.owner_user_id
                 WHERE {_DUE}
             ) c
             WHERE c.running_total <= c.balance
+            ORDER BY c.id
             ON CONFLICT DO NOTHING
             """,
             hour=hour,
@@ -273,6 +283,7 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             SELECT 'usage', 'meter:' || CAST(u.deployment_id AS VARCHAR(20)) || ':' || :tag, :memo,
                    u.deployment_id, :now
             FROM usage_charges u WHERE u.hour_start = :hour AND u.transaction_id IS NULL
+            ORDER BY u.deployment_id
             """,
             tag=tag,
             memo=f"Usage {hour:%Y-%m-%d %H:00}-{hour + timedelta(hours=1):%H:00} UTC (1 h)",
@@ -314,6 +325,7 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             FROM usage_charges u JOIN deployments d ON d.id = u.deployment_id
             JOIN ledger_accounts la ON la.user_id = d.owner_user_id
             WHERE {_NEW}
+            ORDER BY la.id
             """,
             **base,
         )
@@ -327,6 +339,19 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             fees=accounts[FEES],
             **base,
         )
+        # Most deployments sit with one provider (their charge's provider_id): the whole share, no arithmetic.
+        _run(
+            s,
+            f"""
+            INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
+            SELECT u.transaction_id, la.id, u.amount_cents - u.fee_cents, :now
+            FROM usage_charges u JOIN ledger_accounts la ON la.provider_id = u.provider_id
+            WHERE {_NEW} AND u.amount_cents - u.fee_cents <> 0 AND NOT {_OTHER_PROVIDER}
+            ORDER BY la.id
+            """,
+            **base,
+        )
+        # Several providers: shares in proportion to the instances each hosts, the left-over cents to the main one.
         _run(
             s,
             f"""
@@ -334,7 +359,7 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
                 SELECT u.transaction_id, u.amount_cents - u.fee_cents AS share, n.provider_id, COUNT(*) AS w
                 FROM usage_charges u
                 JOIN deployment_placements p ON p.deployment_id = u.deployment_id JOIN nodes n ON n.id = p.node_id
-                WHERE {_NEW}
+                WHERE {_NEW} AND {_OTHER_PROVIDER}
                 GROUP BY u.transaction_id, u.amount_cents, u.fee_cents, n.provider_id
             ),
             ranked AS (
@@ -356,16 +381,17 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
                 FROM parts
             ) x JOIN ledger_accounts la ON la.provider_id = x.provider_id
             WHERE x.amount <> 0
+            ORDER BY la.id
             """,
             **base,
         )
+        # Running but placed nowhere: the share stays with the platform.
         _run(
             s,
             f"""
             INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
             SELECT u.transaction_id, :revenue, u.amount_cents - u.fee_cents, :now FROM usage_charges u
-            WHERE {_NEW} AND u.amount_cents - u.fee_cents <> 0
-              AND NOT EXISTS (SELECT 1 FROM deployment_placements p WHERE p.deployment_id = u.deployment_id)
+            WHERE {_NEW} AND u.amount_cents - u.fee_cents <> 0 AND u.provider_id IS NULL
             """,
             revenue=accounts[REVENUE],
             **base,

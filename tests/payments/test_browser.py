@@ -117,14 +117,18 @@ def test_a_person_adds_a_card_in_the_browser_tops_up_and_cancels_3d_secure(brows
         _open_billing_as_uma(page, base)
 
         _type_card(page, "4242424242424242")
-        page.get_by_text("Card saved: Visa •••• 4242").wait_for(timeout=TIMEOUT)
+        page.get_by_test_id("stAlertContentSuccess").filter(has_text="Card saved: Visa •••• 4242").wait_for(
+            timeout=TIMEOUT
+        )
         _settled(page)
         # the saved cards are listed (the table is drawn on a canvas: read the card chooser under it)
         assert _value(page, page.locator(".st-key-billing_card_choice")) == "Visa •••• 4242 (expires 12/2034)"
 
         page.get_by_role("textbox", name="Amount (USD)").fill("25")
         page.get_by_role("button", name="Pay").click()
-        page.get_by_text("Payment of $25.00 accepted").wait_for(timeout=TIMEOUT)
+        page.get_by_test_id("stAlertContentSuccess").filter(has_text="Payment of $25.00 accepted").wait_for(
+            timeout=TIMEOUT
+        )
         # the credits metric refreshes by itself once Stripe's webhook has landed
         page.locator("[data-testid='stMetricValue']").filter(has_text=_money(start + 2500)).wait_for(timeout=TIMEOUT)
         assert _uma_balance(db_url) == start + 2500
@@ -132,14 +136,16 @@ def test_a_person_adds_a_card_in_the_browser_tops_up_and_cancels_3d_secure(brows
         # a 3-D Secure card: saving it asks for authentication (completed), paying with it too (failed)
         _type_card(page, "4000002500003155")
         page.get_by_role("button", name="Complete authentication").click()
-        page.get_by_text("Card saved: Visa •••• 3155").wait_for(timeout=TIMEOUT)
+        page.get_by_test_id("stAlertContentSuccess").filter(has_text="Card saved: Visa •••• 3155").wait_for(
+            timeout=TIMEOUT
+        )
         page.get_by_role("textbox", name="Amount (USD)").fill("12.50")
         _choose(page, page.locator(".st-key-billing_topup_card"), "3155")
         page.get_by_role("button", name="Pay").click()
         page.get_by_text("Confirm your payment").wait_for(timeout=TIMEOUT)
         page.get_by_role("button", name="Fail authentication").click()
-        page.get_by_text("3-D Secure authentication was not completed, so nothing was charged.").wait_for(
-            timeout=TIMEOUT
-        )
+        page.get_by_test_id("stAlertContentError").filter(
+            has_text="3-D Secure authentication was not completed, so nothing was charged."
+        ).wait_for(timeout=TIMEOUT)
         page.wait_for_timeout(2000)
         assert _uma_balance(db_url) == start + 2500
