@@ -40,7 +40,6 @@ PAGES: list[PageSpec] = [
     PageSpec(
         "pages/billing_subscriptions.py", "Subscriptions", ":material/autorenew:", "Billing", Action.BILLING_MANAGE_OWN
     ),
-    PageSpec("pages/operator_payments.py", "Payments", ":material/payments:", "Operate", Action.PAYMENTS_ADMIN),
     # --- cloud-provider pages
     PageSpec("pages/provider_nodes.py", "Nodes", ":material/dns:", "Provide", Action.NODE_MANAGE),
     PageSpec(
@@ -49,6 +48,7 @@ PAGES: list[PageSpec] = [
     # --- cloud-operator pages
     PageSpec("pages/operator_overview.py", "Overview", ":material/monitoring:", "Operate", Action.OVERVIEW_VIEW),
     PageSpec("pages/operator_pricing.py", "Pricing", ":material/sell:", "Operate", Action.PRICING_EDIT),
+    PageSpec("pages/operator_payments.py", "Payments", ":material/payments:", "Operate", Action.PAYMENTS_ADMIN),
     PageSpec(
         "pages/operator_requests.py",
         "Provider requests",
