@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.db.dialect import insert_ignore
 from services.errors import Conflict, InvalidInput
 from services.ledger.models import LedgerAccount, LedgerEntry, LedgerTransaction
 
@@ -27,34 +28,29 @@ class Leg:
     amount_cents: int
 
 
-def system_account(session: Session, code: str) -> LedgerAccount:
-    """The marketplace account with this code (platform:fees, external:stripe, ...), created once."""
+def _account(session: Session, code: str, kind: str, **owner: int) -> LedgerAccount:
+    """The account with this code, created once even when two transactions ask at the same moment."""
     acct = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
     if acct is None:
-        acct = LedgerAccount(code=code, kind=SYSTEM_ACCOUNTS[code])
-        session.add(acct)
-        session.flush()
+        # ON CONFLICT DO NOTHING: a concurrent creator wins quietly and we read its row
+        session.execute(insert_ignore(session, LedgerAccount).values(code=code, kind=kind, balance_cents=0, **owner))
+        acct = session.scalar(select(LedgerAccount).where(LedgerAccount.code == code))
     return acct
+
+
+def system_account(session: Session, code: str) -> LedgerAccount:
+    """The marketplace account with this code (platform:fees, external:stripe, ...), created once."""
+    return _account(session, code, SYSTEM_ACCOUNTS[code])
 
 
 def user_account(session: Session, user_id: int) -> LedgerAccount:
     """The user's credits account, created on first need."""
-    acct = session.scalar(select(LedgerAccount).where(LedgerAccount.user_id == user_id))
-    if acct is None:
-        acct = LedgerAccount(code=f"user:{user_id}:credits", kind="user_credits", user_id=user_id)
-        session.add(acct)
-        session.flush()
-    return acct
+    return _account(session, f"user:{user_id}:credits", "user_credits", user_id=user_id)
 
 
 def provider_account(session: Session, provider_id: int) -> LedgerAccount:
     """What the marketplace owes a provider, created on first need."""
-    acct = session.scalar(select(LedgerAccount).where(LedgerAccount.provider_id == provider_id))
-    if acct is None:
-        acct = LedgerAccount(code=f"provider:{provider_id}:payable", kind="provider_payable", provider_id=provider_id)
-        session.add(acct)
-        session.flush()
-    return acct
+    return _account(session, f"provider:{provider_id}:payable", "provider_payable", provider_id=provider_id)
 
 
 def post(

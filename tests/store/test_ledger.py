@@ -71,3 +71,23 @@ def test_seeded_ledger_holds_the_invariant(seeded_db, uow):
         assert ledger.drifted_balances(s) == []
         # no user's credits went below zero in the seeded history
         assert s.scalar(select(func.min(LedgerAccount.balance_cents)).where(LedgerAccount.kind == "user_credits")) >= 0
+
+
+def test_asking_for_an_account_twice_gives_the_same_account(db, uow):
+    """Creation is insert-or-ignore on the unique code, so a second asker (even a concurrent one) reads the row."""
+    from services.db.engine import UnitOfWork
+
+    who = make_person(uow)
+    first, second = UnitOfWork(db), UnitOfWork(db)
+    with first:
+        a = ledger.user_account(first.session, who.user_id)
+        first.commit()
+    with second:
+        b = ledger.user_account(second.session, who.user_id)  # finds it
+        second.commit()
+    assert a.id == b.id
+    with uow:
+        n = uow.session.scalar(
+            select(func.count()).select_from(LedgerAccount).where(LedgerAccount.user_id == who.user_id)
+        )
+    assert n == 1
