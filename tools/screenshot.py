@@ -21,11 +21,17 @@ p.add_argument("out")
 p.add_argument("--wait-text", default=None)
 p.add_argument("--width", type=int, default=1400)
 p.add_argument("--height", type=int, default=1000)
+p.add_argument("--as", dest="person", default=None, help="demo mode: pick this person (text of the picker option)")
 a = p.parse_args()
 with sync_playwright() as pw:
     browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
     page = browser.new_page(viewport={"width": a.width, "height": a.height})
     page.goto(a.url)
+    if a.person:
+        page.get_by_text("Demo: act as").first.wait_for(timeout=30000)
+        page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name=a.person).first.click()
+        page.wait_for_timeout(1500)
     if a.wait_text:
         page.get_by_text(a.wait_text).first.wait_for(timeout=30000)
     page.wait_for_timeout(2500)
