@@ -151,9 +151,8 @@ with price_col, st.container(border=True):
         c2.metric("Per month", fmt.money(estimate.price_per_month_cents, cur), help="730 hours")
         st.caption(
             f"{estimate.instances} instance(s) · the price includes the platform fee of "
-            f"{estimate.platform_fee_bp / 100:g}% ({fmt.money(estimate.platform_fee_per_hour_cents, cur)} of each "
-            f"hour, rounded to the cent); the provider(s) get {fmt.money(estimate.provider_share_per_hour_cents, cur)}"
-            f" · pricing version {estimate.pricing_version}"
+            f"{estimate.platform_fee_bp / 100:g}% (kept to the cent over the hours charged; the provider(s) get "
+            f"the rest) · pricing version {estimate.pricing_version}"
         )
         if estimate.placement_error:
             st.warning(

@@ -12,7 +12,10 @@ The rules (README, "Payments"):
   that says `running_follow` is newer than the deployment's version, the deployment first moves to that
   version's price (same formula as a launch quote, with the price factor of the node of replica 0) and gets
   a "repriced" event.
-- Split: platform fee = `platform_fee_cents(price, deployment.platform_fee_bp)`; the rest goes to the
+- Split: the platform fee accrues: each hour's fee is `platform_fee_cents(charged so far + price, bp)` minus the
+  fee already kept (`deployments.metered_cents` / `metered_fee_cents`, reset when the fee rate changes), so the
+  platform keeps its percentage of the total to the cent even when an hour's share is under a cent; the first
+  hour's fee is `platform_fee_cents(price, bp)`, as the launch quote shows. The rest goes to the
   providers hosting the deployment, in proportion to the instances (replicas and backup VM) each hosts. The
   cents left over by that integer division go to the provider hosting the most instances (the lowest
   provider id on a tie), who is also the charge's `provider_id`. A running deployment with no placement at
@@ -225,7 +228,8 @@ def _reprice_followers(session: Session, now: datetime) -> int:
         f"""
         UPDATE deployments SET
             price_per_hour_cents = ({per_instance} * {instances} + 500) / 1000,
-            platform_fee_bp = :fee_bp, pricing_version_id = :follow_id, updated_at = :now
+            platform_fee_bp = :fee_bp, pricing_version_id = :follow_id, updated_at = :now,
+            metered_cents = 0, metered_fee_cents = 0
         WHERE {older}
         """,
         **params,
@@ -254,9 +258,11 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             s,
             f"""
             INSERT INTO usage_charges (deployment_id, hour_start, amount_cents, fee_cents, provider_id, note)
-            SELECT c.id, :hour, c.price, (c.price * c.fee_bp + 5000) / 10000, c.primary_provider, ''
+            SELECT c.id, :hour, c.price, ((c.metered + c.price) * c.fee_bp + 5000) / 10000 - c.metered_fee,
+                   c.primary_provider, ''
             FROM (
                 SELECT d.id, d.price_per_hour_cents AS price, d.platform_fee_bp AS fee_bp,
+                       d.metered_cents AS metered, d.metered_fee_cents AS metered_fee,
                        la.balance_cents AS balance,
                        SUM(d.price_per_hour_cents) OVER (
                            PARTITION BY d.owner_user_id ORDER BY d.id ROWS UNBOUNDED PRECEDING) AS running_total,
@@ -272,6 +278,19 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             WHERE c.running_total <= c.balance
             ORDER BY c.id
             ON CONFLICT DO NOTHING
+            """,
+            hour=hour,
+        )
+        # 1b. The fee accrual moves on by this hour's charge (new charges have no transaction yet).
+        _run(
+            s,
+            """
+            UPDATE deployments SET
+                metered_cents = metered_cents + (SELECT u.amount_cents FROM usage_charges u
+                    WHERE u.deployment_id = deployments.id AND u.hour_start = :hour),
+                metered_fee_cents = metered_fee_cents + (SELECT u.fee_cents FROM usage_charges u
+                    WHERE u.deployment_id = deployments.id AND u.hour_start = :hour)
+            WHERE id IN (SELECT u.deployment_id FROM usage_charges u WHERE u.hour_start = :hour AND u.transaction_id IS NULL)
             """,
             hour=hour,
         )

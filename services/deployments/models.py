@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.db.base import Base, BigId, utcnow
@@ -48,6 +48,11 @@ class Deployment(Base):
     # Fixed at launch (whole deployment: replicas and backup included), what metering charges per hour.
     price_per_hour_cents: Mapped[int] = mapped_column(default=0)
     platform_fee_bp: Mapped[int] = mapped_column(default=0)  # basis points of the charge kept by the platform
+    # Metering's fee accrual since the fee rate last changed: cents charged and fee kept. Each hour's fee is
+    # what brings the kept fee to the rounded percentage of everything charged, so a $0.04/h deployment
+    # still pays its 10 % over time instead of rounding to nothing every hour.
+    metered_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    metered_fee_cents: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -330,3 +330,22 @@ def test_the_cron_command_meters_the_configured_database(sqlite_db, uow):
     )
     assert "charged 0 deployment(s)" in again.stdout
     assert balance_of_user(uow, ivy.user_id) == 900
+
+
+def test_a_small_hourly_price_still_pays_the_platform_its_percentage_over_the_hours(db, uow):
+    """$0.04/h at 10 %: 0.4 cent per hour would round to nothing each hour; accrued, 10 hours keep 4 cents."""
+    provider_id, nodes = make_provider(uow)
+    bob = make_person(uow)
+    give_credits(uow, bob.user_id, 1_000)
+    dep = launch(uow, bob, [nodes[0]], price=4)
+    fees = []
+    for h in range(10):
+        fees.append(metering.run_tick(uow, at=T0 + timedelta(hours=h)).fee_cents)
+    assert fees == [0, 1, 0, 1, 0, 0, 1, 0, 1, 0]  # cumulative fee = 10 % of the cumulative charge, rounded half-up
+    assert sum(fees) == 4
+    assert balance_of_user(uow, bob.user_id) == 1_000 - 40
+    assert balance_of_provider(uow, provider_id) == 36
+    with uow:
+        d = uow.session.get(Deployment, dep)
+        assert (d.metered_cents, d.metered_fee_cents) == (40, 4)
+    assert_ledger_invariants(uow)

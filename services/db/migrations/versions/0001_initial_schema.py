@@ -204,6 +204,8 @@ def upgrade() -> None:
         sa.Column("pricing_version_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("price_per_hour_cents", sa.Integer(), nullable=False),
         sa.Column("platform_fee_bp", sa.Integer(), nullable=False),
+        sa.Column("metered_cents", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("metered_fee_cents", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("created_at", services.db.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", services.db.base.UTCDateTime(timezone=True), nullable=False),
