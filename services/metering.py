@@ -10,7 +10,7 @@ The rules (README, "Payments"):
   down) is not charged afterwards: the meter never bills backwards.
 - Price: the deployment's `price_per_hour_cents`, fixed at launch. When the newest pricing version in force
   that says `running_follow` is newer than the deployment's version, the deployment first moves to that
-  version's price (same formula as a launch quote, with the price factor of the node of replica 0) and gets
+  version's price (the launch formula: each instance at its own node's price factor, summed, rounded once) and gets
   a "repriced" event.
 - Split: the platform fee accrues: each hour's fee is `platform_fee_cents(charged so far + price, bp)` minus the
   fee already kept (`deployments.metered_cents` / `metered_fee_cents`, reset when the fee rate changes), so the
@@ -189,15 +189,16 @@ def _reprice_followers(session: Session, now: datetime) -> int:
             params[f"gr{i}"] = int(rate)
             whens.append(f"WHEN :gm{i} THEN :gr{i}")
         gpu_case = f"CASE deployments.gpu_model {' '.join(whens)} ELSE 0 END"
-    factor = """COALESCE((
-        SELECT n.price_factor_pct FROM deployment_placements p JOIN nodes n ON n.id = p.node_id
-        WHERE p.deployment_id = deployments.id AND p.slot >= 0 ORDER BY p.slot LIMIT 1), 100)"""
-    # pricing.service.quote in SQL: per-instance millicents at the node factor, times instances, rounded
-    # half-up to whole cents (all operands are non-negative integers, so integer division is floor).
-    per_instance = f"""(
-        (deployments.vcpu * :vcpu_rate + deployments.ram_gb * :ram_rate
-         + (deployments.disk_gb * :disk_rate + {HOURS_PER_MONTH // 2}) / {HOURS_PER_MONTH}
-         + deployments.gpu_count * {gpu_case}) * {factor} / 100)"""
+    # pricing.service.instance_hour_millicents in SQL: one instance's list millicents, then at each node's
+    # factor, summed over the deployment's placements and rounded half-up once, as a launch prices it
+    # (deployments.service.price_for_nodes). All operands are non-negative integers: integer division floors.
+    base = f"""(
+        deployments.vcpu * :vcpu_rate + deployments.ram_gb * :ram_rate
+        + (deployments.disk_gb * :disk_rate + {HOURS_PER_MONTH // 2}) / {HOURS_PER_MONTH}
+        + deployments.gpu_count * {gpu_case})"""
+    placed = f"""(
+        SELECT SUM({base} * n.price_factor_pct / 100) FROM deployment_placements p JOIN nodes n ON n.id = p.node_id
+        WHERE p.deployment_id = deployments.id)"""
     instances = "(deployments.replicas + CASE WHEN deployments.backup_enabled THEN 1 ELSE 0 END)"
     older = """
         deployments.status = 'running'
@@ -227,7 +228,7 @@ def _reprice_followers(session: Session, now: datetime) -> int:
         session,
         f"""
         UPDATE deployments SET
-            price_per_hour_cents = ({per_instance} * {instances} + 500) / 1000,
+            price_per_hour_cents = (COALESCE({placed}, {base} * {instances}) + 500) / 1000,
             platform_fee_bp = :fee_bp, pricing_version_id = :follow_id, updated_at = :now,
             metered_cents = 0, metered_fee_cents = 0
         WHERE {older}

@@ -349,3 +349,35 @@ def test_a_small_hourly_price_still_pays_the_platform_its_percentage_over_the_ho
         d = uow.session.get(Deployment, dep)
         assert (d.metered_cents, d.metered_fee_cents) == (40, 4)
     assert_ledger_invariants(uow)
+
+
+def test_following_a_new_price_prices_each_instance_at_its_own_node_as_a_launch_does(db, uow):
+    from services.deployments.service import price_for_nodes
+    from services.nodes.models import Node
+
+    _, nodes = make_provider(uow, nodes=3)
+    ivy = make_person(uow)
+    give_credits(uow, ivy.user_id, 100_000)
+    with uow:
+        s = uow.session
+        for node_id, factor in zip(nodes, (90, 120, 150), strict=True):
+            s.get(Node, node_id).price_factor_pct = factor
+        v1 = PricingVersion(version=1, effective_at=T0 - timedelta(days=10), **DEFAULT_RATES)
+        s.add(v1)
+        s.flush()
+        v1_id = v1.id
+        uow.commit()
+    dep = launch(uow, ivy, nodes[:2], price=5, backup_node=nodes[2])  # two replicas and a backup VM
+    with uow:
+        s = uow.session
+        s.get(Deployment, dep).pricing_version_id = v1_id
+        rates = dict(DEFAULT_RATES) | {"vcpu_hour_millicents": 9_000}
+        s.add(PricingVersion(version=2, effective_at=T0 - timedelta(hours=1), running_follow=True, **rates))
+        uow.commit()
+        v2 = s.scalar(select(PricingVersion).where(PricingVersion.version == 2))
+        expected = price_for_nodes(ResourceSpec(vcpu=2, ram_gb=4, disk_gb=40), v2, [90, 120, 150]).price_per_hour_cents
+
+    assert metering.run_tick(uow, at=T0).repriced == 1
+    with uow:
+        assert uow.session.get(Deployment, dep).price_per_hour_cents == expected
+    assert [c.amount_cents for c in _charges(uow, dep)] == [expected]
