@@ -285,6 +285,12 @@ def _overbooked(s: Session, spec: ResourceSpec, node_ids: Sequence[int]) -> bool
 
 
 def _write_placements(s: Session, d: Deployment, placed: Sequence[PlacedInstance]) -> None:
+    # Lock the nodes (in id order) before the placement rows reference them: inserting a placement takes a
+    # key-share lock on its node (foreign key), and two launches that each held one while waiting for the
+    # other's FOR UPDATE in `_overbooked` would deadlock on PostgreSQL.
+    node_ids = sorted({p.node_id for p in placed})
+    if node_ids:
+        s.execute(select(Node.id).where(Node.id.in_(node_ids)).order_by(Node.id).with_for_update())
     s.add_all(
         DeploymentPlacement(deployment_id=d.id, slot=p.slot, node_id=p.node_id, role=p.role, reason=p.reason)
         for p in placed
