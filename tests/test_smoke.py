@@ -1,7 +1,6 @@
 """Start the real app (`streamlit run streamlit_app.py`) and fetch its health checks and home page."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -9,13 +8,27 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.appserver import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_app(env: dict[str, str], port: int) -> subprocess.Popen:
+    """`streamlit run streamlit_app.py` on 127.0.0.1:<port>, output captured."""
+    args = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+    ]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float = 90) -> httpx.Response:
@@ -41,25 +54,7 @@ def test_the_real_app_migrates_seeds_and_serves(tmp_path):
         MARKETPLACE_DEMO_MODE="true",
         MARKETPLACE_ENV="development",
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_app(env, port)
     try:
         wait_for(f"http://127.0.0.1:{port}/_stcore/health", proc)
         health = wait_for(f"http://127.0.0.1:{port}/api/health", proc)
@@ -76,25 +71,7 @@ def test_demo_mode_refuses_to_start_in_production(tmp_path):
     env = dict(os.environ, MARKETPLACE_DATABASE_URL=f"sqlite:///{tmp_path}/app.db", MARKETPLACE_ENV="production")
     env.pop("MARKETPLACE_DEMO_MODE", None)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "streamlit_app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_app(env, port)
     try:
         out, _ = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
