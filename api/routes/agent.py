@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Depends, Path, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -17,6 +16,7 @@ from api.problems import problem_responses
 from services.db.engine import UnitOfWork
 from services.errors import InvalidInput
 from services.nodes import heartbeat as agent_service
+from services.nodes import ingest
 from services.nodes.heartbeat import Assignment, HeartbeatIn, HeartbeatOut, StatusReport, StatusReportOut
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
@@ -53,9 +53,10 @@ CurrentNode = Annotated[agent_service.NodeCaller, Depends(current_node)]
     responses=problem_responses(401, 403, 413, 422),
 )
 async def heartbeat(body: HeartbeatIn, token: NodeToken) -> Response:
-    # The hot path (every node, every interval): one hop to a worker thread for the database work,
-    # and the answer serialised once by its model (the route's response_model documents it).
-    out = await anyio.to_thread.run_sync(agent_service.record_heartbeat, UnitOfWork(), token, body)
+    # The hot path (every node, every interval): checked here, written by the process's heartbeat
+    # writer together with the heartbeats that arrive at the same time (group commit, services/nodes/
+    # ingest.py), answered once committed; serialised once by its model (response_model documents it).
+    out = await ingest.submit(token, body)
     return Response(out.model_dump_json(), media_type="application/json")
 
 

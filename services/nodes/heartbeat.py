@@ -1,7 +1,8 @@
 """What node agents do: authenticate with a node token, send heartbeats, read assignments, report status.
 
-Heartbeat ingest is the hot path (thousands per second across a fleet), so it is two statements in
-one transaction and loads no ORM objects:
+Heartbeat ingest is the hot path (thousands per second across a fleet), so it is two statements per
+heartbeat and loads no ORM objects; the HTTP route batches the heartbeats that arrive together into one
+transaction (group commit, services/nodes/ingest.py), and `record_heartbeat` writes one alone:
 
 1. `UPDATE nodes SET last_heartbeat_at = now, status = ... WHERE token_hash = :digest AND status !=
    'decommissioned' RETURNING id`: authentication and the status write in one indexed statement. The
@@ -22,6 +23,7 @@ event appended to the deployment's timeline and an audit entry, in one transacti
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,7 +39,7 @@ from services.db.base import UTCDateTime, utcnow
 from services.db.dialect import insert_ignore
 from services.db.engine import UnitOfWork
 from services.deployments.models import Deployment, DeploymentEvent, DeploymentPlacement
-from services.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from services.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, PermissionDenied, ServiceError
 from services.nodes.models import Node, NodeMetric
 from services.nodes.tokens import hash_token, looks_like_token
 from services.notifications import service as notifications
@@ -224,15 +226,25 @@ def _insert_sample(session) -> Insert:
     return stmt
 
 
-def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn | dict) -> HeartbeatOut:
-    """Authenticate by token hash, mark the node seen (one UPDATE) and store its sample once, in one transaction."""
+@dataclass(frozen=True)
+class Accepted:
+    """A heartbeat that passed the checks that need no database: ready to be written."""
+
+    digest: str
+    heartbeat: HeartbeatIn
+    now: datetime
+    sample_ts: datetime
+
+
+def accept(token: str | None, heartbeat: HeartbeatIn | dict, now: datetime | None = None) -> Accepted:
+    """Check a heartbeat before any database work: token shape (401), body (422), sample time (422)."""
     digest = _digest_or_refuse(token)
     if not isinstance(heartbeat, HeartbeatIn):
         try:
             heartbeat = HeartbeatIn.model_validate(heartbeat)
         except ValidationError as exc:
             raise InvalidInput.from_pydantic(exc) from None
-    now = utcnow()
+    now = now or utcnow()
     sample_ts = heartbeat.ts or now
     if not (now - MAX_SAMPLE_AGE <= sample_ts <= now + MAX_SAMPLE_LEAD):
         skew = int((sample_ts - now).total_seconds())
@@ -240,31 +252,57 @@ def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn 
             f"The sample time is {skew:+d} s from the server's clock; check the node's clock (NTP) or omit ts.",
             field="ts",
         )
+    return Accepted(digest=digest, heartbeat=heartbeat, now=now, sample_ts=sample_ts)
+
+
+def write_heartbeats(uow: UnitOfWork, batch: Sequence[Accepted]) -> list[HeartbeatOut | ServiceError]:
+    """Write accepted heartbeats in one transaction: per heartbeat, mark its node seen and store its sample once.
+
+    Answers in the order given: a HeartbeatOut, or the refusal (401 unknown/rotated token, 403
+    decommissioned) for a heartbeat whose token matches no usable node; a refusal writes nothing and
+    does not disturb the others. One commit covers the batch (services/nodes/ingest.py batches them).
+    """
+    answers: list[HeartbeatOut | ServiceError] = []
     with _writer(uow), uow:
         s = uow.session
         conn = s.connection()  # Core statements on the session's connection: no ORM work per heartbeat
-        row = conn.execute(_MARK_SEEN, {"digest": digest, "now": now, "reported": heartbeat.status}).first()
-        if row is None:
-            raise _refusal(s, digest)
-        recorded = False
-        if heartbeat.metrics is not None:
-            m = heartbeat.metrics
-            inserted = conn.execute(
-                _insert_sample(s),
-                {
-                    "node_id": row.id,
-                    "ts": sample_ts,
-                    "cpu_pct": m.cpu_pct,
-                    "ram_pct": m.ram_pct,
-                    "disk_pct": m.disk_pct,
-                    "net_in_mbps": m.net_in_mbps,
-                    "net_out_mbps": m.net_out_mbps,
-                    "online": heartbeat.status == "online",
-                },
-            ).first()
-            recorded = inserted is not None  # rowcount is unreliable for ON CONFLICT across drivers
+        insert_sample = _insert_sample(s)
+        for item in batch:
+            hb = item.heartbeat
+            row = conn.execute(_MARK_SEEN, {"digest": item.digest, "now": item.now, "reported": hb.status}).first()
+            if row is None:
+                answers.append(_refusal(s, item.digest))
+                continue
+            recorded = False
+            if hb.metrics is not None:
+                m = hb.metrics
+                inserted = conn.execute(
+                    insert_sample,
+                    {
+                        "node_id": row.id,
+                        "ts": item.sample_ts,
+                        "cpu_pct": m.cpu_pct,
+                        "ram_pct": m.ram_pct,
+                        "disk_pct": m.disk_pct,
+                        "net_in_mbps": m.net_in_mbps,
+                        "net_out_mbps": m.net_out_mbps,
+                        "online": hb.status == "online",
+                    },
+                ).first()
+                recorded = inserted is not None  # rowcount is unreliable for ON CONFLICT across drivers
+            answers.append(
+                HeartbeatOut(node_id=row.id, status=row.status, received_at=item.now, metrics_recorded=recorded)
+            )
         uow.commit()
-    return HeartbeatOut(node_id=row.id, status=row.status, received_at=now, metrics_recorded=recorded)
+    return answers
+
+
+def record_heartbeat(uow: UnitOfWork, token: str | None, heartbeat: HeartbeatIn | dict) -> HeartbeatOut:
+    """Authenticate by token hash, mark the node seen (one UPDATE) and store its sample once, in one transaction."""
+    (answer,) = write_heartbeats(uow, [accept(token, heartbeat)])
+    if isinstance(answer, ServiceError):
+        raise answer
+    return answer
 
 
 def _desired_state(status: str) -> Literal["running", "stopped"]:
