@@ -43,7 +43,7 @@ def overview_body() -> None:
     c1.metric(
         "Revenue this month",
         fmt.money(k.revenue_month_cents, k.currency),
-        help="Usage charged to users since the start of the month (debits of usage transactions).",
+        help="Charged to users for compute since the start of the month: metered hours and paid subscription months.",
         border=True,
     )
     c2.metric(

@@ -12,7 +12,7 @@ from services.stats.overview import DayPoint, RegionCapacity
 
 
 def revenue_per_day(revenue: Sequence[DayPoint], fees: Sequence[DayPoint], currency: str = "USD") -> go.Figure:
-    """Stacked bars per local day: the providers' share and the platform's fees make up the usage charged."""
+    """Stacked bars per local day: the providers' share and the platform's fees make up what users were charged (metered hours and subscription months)."""
     fee_by_day = {p.day: p.value for p in fees}
     days = [p.day for p in revenue]
     fee_cents = [fee_by_day.get(p.day, 0) for p in revenue]
@@ -42,7 +42,7 @@ def revenue_per_day(revenue: Sequence[DayPoint], fees: Sequence[DayPoint], curre
     fig.update_layout(barmode="stack")
     fig.update_xaxes(type="date", tickformat="%b %d")
     fig.update_yaxes(tickprefix="$" if currency == "USD" else "", rangemode="tozero", tickformat=",.0f")
-    return _legend_right(styled(fig, title="Usage charged per day", y_title=currency, height=300))
+    return _legend_right(styled(fig, title="Charged per day (usage and subscriptions)", y_title=currency, height=300))
 
 
 def deployments_per_day(points: Sequence[DayPoint]) -> go.Figure:

@@ -4,7 +4,8 @@ Built to stay quick on the `--scale large` data (500k deployments, 5M ledger ent
 is one grouped SQL aggregate over an index range; nothing loads rows into Python.
 
 Definitions (money from the ledger, never from prices):
-- revenue = usage charged: the debits of `usage` transactions on user credit accounts;
+- revenue = what users were charged for compute: the debits of user credit accounts by `usage`
+  transactions (metered hours) and `subscription` transactions (a paid month of a subscription);
 - platform fees = credits to the `platform:fees` account;
 - "this month" and "per day" are calendar days in the viewer's timezone. On PostgreSQL days follow
   the zone exactly; SQLite has no zone database, so days there use the zone's offset at the time of
@@ -37,6 +38,7 @@ from services.users.models import User
 CHART_DAYS = 30
 LIVE_STATUSES = ("pending", "running")  # deployments that hold capacity
 FEES_ACCOUNT = "platform:fees"
+REVENUE_KINDS = ("usage", "subscription")  # ledger transactions that charge users for compute
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ DaySums = dict[date, tuple[int, int]]  # day -> (total, part inside the month)
 
 
 def _ledger_sums(s: Session, tz: str | None, now: datetime, start: datetime, end: datetime, m_start: datetime):
-    """(revenue, fees) per local day for entries in [start, end]: usage debits of user accounts, and
+    """(revenue, fees) per local day for entries in [start, end]: usage and subscription debits of user accounts, and
     credits to platform:fees; each with the part at or after `m_start`."""
     day = _day_bucket(s, LedgerEntry.created_at, tz, now)
     in_month = LedgerEntry.created_at >= m_start
@@ -216,7 +218,7 @@ def _ledger_sums(s: Session, tz: str | None, now: datetime, start: datetime, end
     user_accounts = select(LedgerAccount.id).where(LedgerAccount.kind == "user_credits")
     is_usage = (
         select(LedgerTransaction.id)
-        .where(LedgerTransaction.id == LedgerEntry.transaction_id, LedgerTransaction.kind == "usage")
+        .where(LedgerTransaction.id == LedgerEntry.transaction_id, LedgerTransaction.kind.in_(REVENUE_KINDS))
         .exists()
     )
     revenue = s.execute(

@@ -34,7 +34,7 @@ def expected_kpis(uow, tz: str, now: datetime) -> dict:
             .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
             .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
             .where(
-                LedgerTransaction.kind == "usage",
+                LedgerTransaction.kind.in_(("usage", "subscription")),
                 LedgerAccount.kind == "user_credits",
                 LedgerEntry.created_at >= month_start,
                 LedgerEntry.created_at <= now,
@@ -115,6 +115,34 @@ def test_a_usage_charge_posted_now_shows_in_this_month(seeded_db, uow):
     assert after.fees_month_cents - before.fees_month_cents == 124
 
 
+def test_a_paid_subscription_month_counts_as_revenue_and_its_fee_as_fees(seeded_db, uow):
+    """A subscription's month is charged from the user's credits by a `subscription` transaction, not by metering."""
+    op = olivia(uow)
+    before = overview.kpis(uow, op)
+    with uow:
+        s = uow.session
+        user = ledger.user_account(s, 3)
+        provider = ledger.provider_account(s, 1)
+        fees = ledger.system_account(s, "platform:fees")
+        clearing = ledger.system_account(s, "external:stripe")
+        ledger.post(
+            s,
+            kind="subscription_payment",
+            idempotency_key="test:invoice:now",
+            legs=[ledger.Leg(clearing.id, -7_300), ledger.Leg(user.id, 7_300)],
+        )
+        ledger.post(
+            s,
+            kind="subscription",
+            idempotency_key="test:submonth:now",
+            legs=[ledger.Leg(user.id, -7_300), ledger.Leg(provider.id, 6_570), ledger.Leg(fees.id, 730)],
+        )
+        uow.commit()
+    after = overview.kpis(uow, op)
+    assert after.revenue_month_cents - before.revenue_month_cents == 7_300  # the card payment itself is not revenue
+    assert after.fees_month_cents - before.fees_month_cents == 730
+
+
 def test_series_add_up_to_what_the_database_says(seeded_db, uow):
     op = olivia(uow)
     now = utcnow()
@@ -132,7 +160,7 @@ def test_series_add_up_to_what_the_database_says(seeded_db, uow):
             .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
             .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
             .where(
-                LedgerTransaction.kind == "usage",
+                LedgerTransaction.kind.in_(("usage", "subscription")),
                 LedgerAccount.kind == "user_credits",
                 LedgerEntry.created_at >= window_start,
                 LedgerEntry.created_at <= now,
