@@ -29,9 +29,12 @@ The rules (README, "Payments"):
   notification per day.
 
 Every step is one SQL statement over all deployments (INSERT ... SELECT, UPDATE ... FROM), never a query per
-deployment, and the whole tick is one database transaction. Concurrent ticks are serialised by a row lock on
-the `platform:fees` account (SQLite: the database write lock that the same statement takes), so the second
-one finds the hour already charged.
+deployment, and the whole tick is one database transaction. The tick decides once, into two temporary tables
+(`metering_due`: each due deployment, its price and fee, and the id of the ledger transaction that charges it,
+or none when it is stopped; `metering_shares`: each charge's provider share split by provider), and every later
+statement reads those instead of deciding again; they are dropped before the commit. Concurrent ticks are
+serialised by a row lock on the `platform:fees` account (SQLite: the database write lock that the same
+statement takes), so the second one finds the hour already charged.
 """
 
 from __future__ import annotations
@@ -140,14 +143,44 @@ _DUE = """
     )
 """
 
-# A charge whose deployment also has instances with a provider other than the charge's main provider.
-_OTHER_PROVIDER = """EXISTS (
-    SELECT 1 FROM deployment_placements op JOIN nodes onode ON onode.id = op.node_id
-    WHERE op.deployment_id = u.deployment_id AND onode.provider_id <> u.provider_id)"""
+# This tick's work, in two temporary tables that live for the tick's transaction:
+# - metering_due: every due deployment with its price, fee and the ledger transaction id it is charged under
+#   (NULL: the owner's credits cannot cover it, it is stopped);
+# - metering_shares: the provider share of every charged deployment split by provider, in proportion to the
+#   instances each hosts, the left-over cents on the main provider (rank 1: most instances, lowest id);
+#   a deployment placed nowhere has one rank-1 row without a provider (booked to platform:revenue).
+_TEMP_TABLES = {
+    "metering_due": """(
+        deployment_id {id_type} PRIMARY KEY,
+        owner_user_id BIGINT NOT NULL,
+        owner_account_id BIGINT,
+        amount_cents BIGINT NOT NULL,
+        fee_cents BIGINT NOT NULL,
+        transaction_id BIGINT
+    )""",
+    "metering_shares": """(
+        deployment_id BIGINT NOT NULL,
+        transaction_id BIGINT NOT NULL,
+        provider_id BIGINT,
+        provider_rank INTEGER NOT NULL,
+        amount_cents BIGINT NOT NULL
+    )""",
+}
 
-# This tick's charges: rows for the hour linked to transactions created after `max_before`.
-# (The ORDER BYs below make index inserts sweep in key order instead of jumping around a big table.)
-_NEW = "u.hour_start = :hour AND u.transaction_id > :max_before"
+# The tick's ledger entries (transaction, account, cents): the owner pays, the platform keeps its fee, the
+# providers (or platform:revenue for a deployment placed nowhere) get the rest. Written by one statement and
+# summed by account for the cached balances by another, so both see the same rows.
+_ENTRIES = """
+    SELECT t.transaction_id, t.owner_account_id AS account_id, -t.amount_cents AS amount_cents
+    FROM metering_due t WHERE t.transaction_id IS NOT NULL
+    UNION ALL
+    SELECT t.transaction_id, :fees, t.fee_cents
+    FROM metering_due t WHERE t.transaction_id IS NOT NULL AND t.fee_cents <> 0
+    UNION ALL
+    SELECT s.transaction_id, CASE WHEN s.provider_id IS NULL THEN :revenue ELSE la.id END, s.amount_cents
+    FROM metering_shares s LEFT JOIN ledger_accounts la ON la.provider_id = s.provider_id
+    WHERE s.amount_cents <> 0
+"""
 
 
 def _lock(session: Session) -> None:
@@ -238,6 +271,33 @@ def _reprice_followers(session: Session, now: datetime) -> int:
     return int(result.rowcount or 0)
 
 
+def _create_temp_tables(session: Session) -> None:
+    """Create this tick's empty work tables (temporary: private to the connection, gone with the transaction)."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for name, columns in _TEMP_TABLES.items():
+        # On SQLite only INTEGER PRIMARY KEY is the rowid (no separate index to maintain).
+        ddl = columns.format(id_type="BIGINT" if postgres else "INTEGER")
+        _run(session, f"CREATE TEMPORARY TABLE {name} {ddl}" + (" ON COMMIT DROP" if postgres else ""))
+
+
+def _drop_temp_tables(session: Session) -> None:
+    """Drop the work tables before commit (SQLite keeps a temporary table for the connection's life)."""
+    for name in reversed(list(_TEMP_TABLES)):
+        _run(session, f"DROP TABLE {name}")
+
+
+def _next_transaction_id(session: Session, max_before: int) -> tuple[str, dict]:
+    """SQL for the id of the next ledger transaction, one per covered charge, and its parameters.
+
+    PostgreSQL: the table's own sequence, so concurrent writers of other transactions never collide.
+    SQLite: the ids after the largest, numbered in deployment order; the tick holds the database's write lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        sequence = session.execute(text("SELECT pg_get_serial_sequence('ledger_transactions', 'id')")).scalar_one()
+        return "nextval(CAST(:sequence AS regclass))", {"sequence": sequence}
+    return ":max_before + ROW_NUMBER() OVER (PARTITION BY c.covered ORDER BY c.id)", {"max_before": max_before}
+
+
 def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> TickResult:
     """Charge every due running deployment for the hour containing `at` (now), exactly once, in one
     transaction: usage rows, balanced ledger transactions, exact cached balances, stops and notices."""
@@ -252,242 +312,180 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
         _lock(s)
         repriced = _reprice_followers(s, now)
         max_before = int(s.execute(text("SELECT COALESCE(MAX(id), 0) FROM ledger_transactions")).scalar_one())
-        base = dict(hour=hour, now=now, max_before=max_before)
+        next_id, id_params = _next_transaction_id(s, max_before)
+        _create_temp_tables(s)
 
-        # 1. Decide: charge each owner's due deployments, oldest first, while their credits cover them.
+        # 1. Decide: each owner's due deployments, oldest first, are covered while the owner's credits last. A
+        #    covered deployment gets its ledger transaction id now, so everything below links to it directly.
         _run(
             s,
             f"""
-            INSERT INTO usage_charges (deployment_id, hour_start, amount_cents, fee_cents, provider_id, note)
-            SELECT c.id, :hour, c.price, ((c.metered + c.price) * c.fee_bp + 5000) / 10000 - c.metered_fee,
-                   c.primary_provider, ''
+            INSERT INTO metering_due (deployment_id, owner_user_id, owner_account_id, amount_cents, fee_cents,
+                                      transaction_id)
+            SELECT c.id, c.owner_user_id, c.account_id, c.price,
+                   ((c.metered + c.price) * c.fee_bp + 5000) / 10000 - c.metered_fee,
+                   CASE WHEN c.covered = 1 THEN {next_id} END
             FROM (
-                SELECT d.id, d.price_per_hour_cents AS price, d.platform_fee_bp AS fee_bp,
-                       d.metered_cents AS metered, d.metered_fee_cents AS metered_fee,
-                       la.balance_cents AS balance,
-                       SUM(d.price_per_hour_cents) OVER (
-                           PARTITION BY d.owner_user_id ORDER BY d.id ROWS UNBOUNDED PRECEDING) AS running_total,
-                       (SELECT CASE WHEN MIN(n.provider_id) = MAX(n.provider_id) THEN MIN(n.provider_id) ELSE (
-                                   SELECT n2.provider_id FROM deployment_placements p2
-                                   JOIN nodes n2 ON n2.id = p2.node_id WHERE p2.deployment_id = d.id
-                                   GROUP BY n2.provider_id ORDER BY COUNT(*) DESC, n2.provider_id LIMIT 1) END
-                        FROM deployment_placements p JOIN nodes n ON n.id = p.node_id
-                        WHERE p.deployment_id = d.id) AS primary_provider
-                FROM deployments d JOIN ledger_accounts la ON la.user_id = d.owner_user_id
+                SELECT d.id, d.owner_user_id, la.id AS account_id, d.price_per_hour_cents AS price,
+                       d.platform_fee_bp AS fee_bp, d.metered_cents AS metered, d.metered_fee_cents AS metered_fee,
+                       CASE WHEN SUM(d.price_per_hour_cents) OVER (
+                                PARTITION BY d.owner_user_id ORDER BY d.id ROWS UNBOUNDED PRECEDING
+                            ) <= la.balance_cents THEN 1 ELSE 0 END AS covered
+                FROM deployments d LEFT JOIN ledger_accounts la ON la.user_id = d.owner_user_id
                 WHERE {_DUE}
             ) c
-            WHERE c.running_total <= c.balance
             ORDER BY c.id
-            ON CONFLICT DO NOTHING
             """,
             hour=hour,
+            **id_params,
         )
-        # 1b. The fee accrual moves on by this hour's charge (new charges have no transaction yet).
+        # 2. Split each covered charge's provider share by provider: instances hosted, left-over cents to rank 1.
         _run(
             s,
             """
-            UPDATE deployments SET
-                metered_cents = metered_cents + (SELECT u.amount_cents FROM usage_charges u
-                    WHERE u.deployment_id = deployments.id AND u.hour_start = :hour),
-                metered_fee_cents = metered_fee_cents + (SELECT u.fee_cents FROM usage_charges u
-                    WHERE u.deployment_id = deployments.id AND u.hour_start = :hour)
-            WHERE id IN (SELECT u.deployment_id FROM usage_charges u WHERE u.hour_start = :hour AND u.transaction_id IS NULL)
+            INSERT INTO metering_shares (deployment_id, transaction_id, provider_id, provider_rank, amount_cents)
+            SELECT r.deployment_id, r.transaction_id, r.provider_id, r.provider_rank,
+                   r.part + CASE WHEN r.provider_rank = 1
+                                 THEN r.share - CAST(SUM(r.part) OVER (PARTITION BY r.deployment_id) AS BIGINT)
+                                 ELSE 0 END
+            FROM (
+                SELECT g.deployment_id, g.transaction_id, g.provider_id, g.share,
+                       ROW_NUMBER() OVER (
+                           PARTITION BY g.deployment_id ORDER BY g.instances DESC, g.provider_id) AS provider_rank,
+                       g.share * g.instances
+                           / CAST(SUM(g.instances) OVER (PARTITION BY g.deployment_id) AS BIGINT) AS part
+                FROM (
+                    SELECT t.deployment_id, t.transaction_id, t.amount_cents - t.fee_cents AS share, n.provider_id,
+                           COUNT(*) AS instances
+                    FROM metering_due t
+                    LEFT JOIN deployment_placements p ON p.deployment_id = t.deployment_id
+                    LEFT JOIN nodes n ON n.id = p.node_id
+                    WHERE t.transaction_id IS NOT NULL
+                    GROUP BY t.deployment_id, t.transaction_id, t.amount_cents, t.fee_cents, n.provider_id
+                ) g
+            ) r
             """,
-            hour=hour,
-        )
-        # 2. One ledger transaction per charge, then link the charge to it.
-        _run(
-            s,
-            """
-            INSERT INTO ledger_transactions (kind, idempotency_key, memo, deployment_id, created_at)
-            SELECT 'usage', 'meter:' || CAST(u.deployment_id AS VARCHAR(20)) || ':' || :tag, :memo,
-                   u.deployment_id, :now
-            FROM usage_charges u WHERE u.hour_start = :hour AND u.transaction_id IS NULL
-            ORDER BY u.deployment_id
-            """,
-            tag=tag,
-            memo=f"Usage {hour:%Y-%m-%d %H:00}-{hour + timedelta(hours=1):%H:00} UTC (1 h)",
-            hour=hour,
-            now=now,
-        )
-        _run(
-            s,
-            """
-            UPDATE usage_charges SET transaction_id = (
-                SELECT t.id FROM ledger_transactions t
-                WHERE t.idempotency_key = 'meter:' || CAST(usage_charges.deployment_id AS VARCHAR(20)) || ':' || :tag)
-            WHERE hour_start = :hour AND transaction_id IS NULL
-            """,
-            tag=tag,
-            hour=hour,
         )
         # 3. Provider accounts that do not exist yet.
         _run(
             s,
-            f"""
+            """
             INSERT INTO ledger_accounts (code, kind, provider_id, currency, balance_cents, created_at)
             SELECT 'provider:' || CAST(pr.id AS VARCHAR(20)) || '\\:payable', 'provider_payable', pr.id, 'USD', 0, :now
             FROM providers pr
-            WHERE pr.id IN (
-                SELECT n.provider_id FROM usage_charges u
-                JOIN deployment_placements p ON p.deployment_id = u.deployment_id JOIN nodes n ON n.id = p.node_id
-                WHERE {_NEW})
+            WHERE pr.id IN (SELECT sh.provider_id FROM metering_shares sh)
               AND NOT EXISTS (SELECT 1 FROM ledger_accounts la WHERE la.provider_id = pr.id)
             """,
-            **base,
+            now=now,
         )
-        # 4. Entries: the owner pays, the platform keeps its fee, the providers get the rest.
+        # 4. The ledger transactions, the usage rows linked to them, the fee accrual moved on by the charge.
+        _run(
+            s,
+            """
+            INSERT INTO ledger_transactions (id, kind, idempotency_key, memo, deployment_id, created_at)
+            SELECT t.transaction_id, 'usage', 'meter:' || CAST(t.deployment_id AS VARCHAR(20)) || ':' || :tag, :memo,
+                   t.deployment_id, :now
+            FROM metering_due t WHERE t.transaction_id IS NOT NULL
+            ORDER BY t.transaction_id
+            """,
+            tag=tag,
+            memo=f"Usage {hour:%Y-%m-%d %H:00}-{hour + timedelta(hours=1):%H:00} UTC (1 h)",
+            now=now,
+        )
+        _run(
+            s,
+            """
+            INSERT INTO usage_charges (deployment_id, hour_start, amount_cents, fee_cents, provider_id, transaction_id,
+                                       note)
+            SELECT t.deployment_id, :hour, t.amount_cents, t.fee_cents, sh.provider_id, t.transaction_id, ''
+            FROM metering_shares sh JOIN metering_due t ON t.deployment_id = sh.deployment_id
+            WHERE sh.provider_rank = 1
+            ORDER BY t.deployment_id
+            """,
+            hour=hour,
+        )
+        _run(
+            s,
+            """
+            UPDATE deployments SET
+                metered_cents = deployments.metered_cents + t.amount_cents,
+                metered_fee_cents = deployments.metered_fee_cents + t.fee_cents
+            FROM metering_due t
+            WHERE deployments.id = t.deployment_id AND t.transaction_id IS NOT NULL
+            """,
+        )
+        # 5. The entries, and the cached balances moved by exactly those entries.
+        legs = dict(fees=accounts[FEES], revenue=accounts[REVENUE])
         _run(
             s,
             f"""
             INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
-            SELECT u.transaction_id, la.id, -u.amount_cents, :now
-            FROM usage_charges u JOIN deployments d ON d.id = u.deployment_id
-            JOIN ledger_accounts la ON la.user_id = d.owner_user_id
-            WHERE {_NEW}
-            ORDER BY la.id
+            SELECT e.transaction_id, e.account_id, e.amount_cents, :now FROM ({_ENTRIES}) e
+            ORDER BY e.account_id
             """,
-            **base,
+            now=now,
+            **legs,
         )
-        _run(
-            s,
-            f"""
-            INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
-            SELECT u.transaction_id, :fees, u.fee_cents, :now FROM usage_charges u
-            WHERE {_NEW} AND u.fee_cents <> 0
-            """,
-            fees=accounts[FEES],
-            **base,
-        )
-        # Most deployments sit with one provider (their charge's provider_id): the whole share, no arithmetic.
-        _run(
-            s,
-            f"""
-            INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
-            SELECT u.transaction_id, la.id, u.amount_cents - u.fee_cents, :now
-            FROM usage_charges u JOIN ledger_accounts la ON la.provider_id = u.provider_id
-            WHERE {_NEW} AND u.amount_cents - u.fee_cents <> 0 AND NOT {_OTHER_PROVIDER}
-            ORDER BY la.id
-            """,
-            **base,
-        )
-        # Several providers: shares in proportion to the instances each hosts, the left-over cents to the main one.
-        _run(
-            s,
-            f"""
-            WITH weights AS (
-                SELECT u.transaction_id, u.amount_cents - u.fee_cents AS share, n.provider_id, COUNT(*) AS w
-                FROM usage_charges u
-                JOIN deployment_placements p ON p.deployment_id = u.deployment_id JOIN nodes n ON n.id = p.node_id
-                WHERE {_NEW} AND {_OTHER_PROVIDER}
-                GROUP BY u.transaction_id, u.amount_cents, u.fee_cents, n.provider_id
-            ),
-            ranked AS (
-                SELECT transaction_id, share, provider_id, w,
-                       CAST(SUM(w) OVER (PARTITION BY transaction_id) AS BIGINT) AS total,
-                       ROW_NUMBER() OVER (PARTITION BY transaction_id ORDER BY w DESC, provider_id) AS rn
-                FROM weights
-            ),
-            parts AS (
-                SELECT transaction_id, provider_id, rn, share, (share * w) / total AS part,
-                       CAST(SUM((share * w) / total) OVER (PARTITION BY transaction_id) AS BIGINT) AS parts_sum
-                FROM ranked
-            )
-            INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
-            SELECT x.transaction_id, la.id, x.amount, :now
-            FROM (
-                SELECT transaction_id, provider_id,
-                       part + CASE WHEN rn = 1 THEN share - parts_sum ELSE 0 END AS amount
-                FROM parts
-            ) x JOIN ledger_accounts la ON la.provider_id = x.provider_id
-            WHERE x.amount <> 0
-            ORDER BY la.id
-            """,
-            **base,
-        )
-        # Running but placed nowhere: the share stays with the platform.
-        _run(
-            s,
-            f"""
-            INSERT INTO ledger_entries (transaction_id, account_id, amount_cents, created_at)
-            SELECT u.transaction_id, :revenue, u.amount_cents - u.fee_cents, :now FROM usage_charges u
-            WHERE {_NEW} AND u.amount_cents - u.fee_cents <> 0 AND u.provider_id IS NULL
-            """,
-            revenue=accounts[REVENUE],
-            **base,
-        )
-        # 5. Cached balances move by exactly this tick's entries.
         _run(
             s,
             f"""
             UPDATE ledger_accounts SET balance_cents = ledger_accounts.balance_cents + x.delta
-            FROM (
-                SELECT e.account_id, SUM(e.amount_cents) AS delta
-                FROM ledger_entries e JOIN usage_charges u ON u.transaction_id = e.transaction_id
-                WHERE {_NEW}
-                GROUP BY e.account_id
-            ) x
+            FROM (SELECT e.account_id, SUM(e.amount_cents) AS delta FROM ({_ENTRIES}) e GROUP BY e.account_id) x
             WHERE ledger_accounts.id = x.account_id
             """,
-            hour=hour,
-            max_before=max_before,
+            **legs,
         )
         totals = _run(
             s,
-            f"SELECT COUNT(*), COALESCE(SUM(u.amount_cents), 0), COALESCE(SUM(u.fee_cents), 0) "
-            f"FROM usage_charges u WHERE {_NEW}",
-            hour=hour,
-            max_before=max_before,
+            "SELECT COUNT(*), COALESCE(SUM(t.amount_cents), 0), COALESCE(SUM(t.fee_cents), 0) "
+            "FROM metering_due t WHERE t.transaction_id IS NOT NULL",
         ).one()
         # 6. Stop what the owner's credits cannot cover, with an event and one notice per owner.
         _run(
             s,
-            f"""
+            """
             INSERT INTO deployment_events (deployment_id, ts, kind, status, message, actor)
-            SELECT d.id, :now, 'stopped', 'stopped', :message, 'metering' FROM deployments d WHERE {_DUE}
+            SELECT t.deployment_id, :now, 'stopped', 'stopped', :message, 'metering'
+            FROM metering_due t WHERE t.transaction_id IS NULL
+            ORDER BY t.deployment_id
             """,
             now=now,
-            hour=hour,
             message="Stopped: your credits could not cover the next hour. Top up your credits, then start it again.",
         )
         _run(
             s,
-            f"""
+            """
             INSERT INTO notifications (user_id, kind, title, body, dedupe_key, created_at)
-            SELECT d.owner_user_id, 'deployment', :title,
+            SELECT t.owner_user_id, 'deployment', :title,
                    'Metering stopped ' || CAST(COUNT(*) AS VARCHAR(20)) || ' running deployment(s) because your '
                    || 'credits could not cover the next hour. Top up your credits, then start them again.',
-                   'credits_stop:' || :tag || ':' || CAST(d.owner_user_id AS VARCHAR(20)), :now
-            FROM deployments d WHERE {_DUE}
-            GROUP BY d.owner_user_id
+                   'credits_stop:' || :tag || ':' || CAST(t.owner_user_id AS VARCHAR(20)), :now
+            FROM metering_due t WHERE t.transaction_id IS NULL
+            GROUP BY t.owner_user_id
             ON CONFLICT DO NOTHING
             """,
             title="Deployments stopped: credits ran out",
             tag=tag,
             now=now,
-            hour=hour,
         )
         stopped = _run(
             s,
-            f"""
+            """
             UPDATE deployments SET status = 'stopped', stopped_at = :now, updated_at = :now
-            WHERE id IN (SELECT d.id FROM deployments d WHERE {_DUE})
+            WHERE id IN (SELECT t.deployment_id FROM metering_due t WHERE t.transaction_id IS NULL)
             """,
             now=now,
-            hour=hour,
         ).rowcount
         # 7. Low-balance notice, once per owner per day.
         low = _run(
             s,
-            f"""
+            """
             INSERT INTO notifications (user_id, kind, title, body, dedupe_key, created_at)
             SELECT la.user_id, 'low_balance', :title, :body,
                    'low_balance:' || :day || ':' || CAST(la.user_id AS VARCHAR(20)), :now
             FROM ledger_accounts la
             WHERE la.kind = 'user_credits' AND la.balance_cents < :threshold
-              AND la.user_id IN (
-                  SELECT d.owner_user_id FROM usage_charges u JOIN deployments d ON d.id = u.deployment_id
-                  WHERE {_NEW})
+              AND la.id IN (SELECT t.owner_account_id FROM metering_due t WHERE t.transaction_id IS NOT NULL)
             ON CONFLICT DO NOTHING
             """,
             title="Your credits are running low",
@@ -497,8 +495,9 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             ),
             day=f"{hour:%Y%m%d}",
             threshold=settings.low_balance_threshold_cents,
-            **base,
+            now=now,
         ).rowcount
+        _drop_temp_tables(s)
         # Safety net: a tick that would leave anyone's credits negative is rolled back whole.
         negative = _run(
             s, "SELECT COUNT(*) FROM ledger_accounts WHERE kind = 'user_credits' AND balance_cents < 0"
