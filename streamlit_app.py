@@ -20,7 +20,7 @@ from dashboard.identity import demo_mode
 from services import metering
 from services.bootstrap import check_demo_allowed, prepare_database
 from services.config import get_settings
-from services.nodes import simulator
+from services.nodes import retention, simulator
 from services.scheduler import Scheduler
 
 log = logging.getLogger("marketplace")
@@ -57,6 +57,8 @@ def start_background_jobs(scheduler: Scheduler) -> None:
     if settings.metering_enabled:
         # idempotent per deployment and hour, so cron (`python -m services.metering`) may run it too
         scheduler.add("metering", max(10, settings.metering_interval_seconds), metering.tick_job, first_delay=5)
+    # thins node metrics older than 2 days to one per 5 minutes, deletes those older than 35 days (idempotent)
+    scheduler.add("metrics-retention", 3600, retention.prune_job, first_delay=60)
 
 
 @asynccontextmanager

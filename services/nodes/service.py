@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import BigInteger, Integer, case, cast, distinct, extract, func, select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,7 @@ from services.audit import service as audit
 from services.auth.identity import Identity
 from services.auth.permissions import Action
 from services.db.base import utcnow
+from services.db.dialect import epoch_seconds
 from services.db.engine import UnitOfWork
 from services.deployments.models import Deployment, DeploymentPlacement
 from services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
@@ -434,13 +435,6 @@ def gpu_models(uow: UnitOfWork) -> list[str]:
         return gpu_models_priced(uow.session)
 
 
-def _epoch(session: Session, column):
-    """Seconds since 1970 (UTC) of a timestamp column, as an integer, on SQLite and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.floor(extract("epoch", column)), BigInteger)
-    return cast(func.strftime("%s", column), Integer)
-
-
 def _from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(int(seconds), tz=UTC)
 
@@ -465,7 +459,7 @@ def _metric_points(session: Session, node_id: int, since: datetime, now: datetim
         return 0, [MetricPoint(*r) for r in rows]
     # Long ranges are averaged in the database so a chart never pulls thousands of raw samples.
     bucket_seconds = 300 if span <= FINE_METRICS_MAX_SPAN else 3600
-    bucket = (_epoch(session, NodeMetric.ts) // bucket_seconds) * bucket_seconds
+    bucket = (epoch_seconds(session, NodeMetric.ts) // bucket_seconds) * bucket_seconds
     rows = session.execute(
         select(
             bucket.label("bucket"),
@@ -502,8 +496,8 @@ def _uptime(session: Session, node: Node, now: datetime) -> tuple[list[UptimeDay
     if first is None:
         return [UptimeDay(first_day + timedelta(days=k), None) for k in range(UPTIME_DAYS + 1)], None
     start = max(window_start, node.created_at, first)
-    slot = _epoch(session, NodeMetric.ts) // UPTIME_SLOT_SECONDS
-    day = _epoch(session, NodeMetric.ts) // 86400
+    slot = epoch_seconds(session, NodeMetric.ts) // UPTIME_SLOT_SECONDS
+    day = epoch_seconds(session, NodeMetric.ts) // 86400
     rows = session.execute(
         select(day.label("day"), func.count(distinct(case((NodeMetric.online.is_(True), slot), else_=None))))
         .where(NodeMetric.node_id == node.id, NodeMetric.ts >= start)
