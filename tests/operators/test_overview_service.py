@@ -95,21 +95,26 @@ def test_kpis_equal_what_the_database_says(seeded_db, uow):
     assert k.month_start.astimezone(ZoneInfo(op.timezone)).day == 1
 
 
+def _post_now(uow, *transactions: tuple[str, list[tuple[str, int]]]) -> None:
+    """Post ledger transactions now: (kind, [(account, cents)]) with accounts "user", "provider", "fees", "stripe"."""
+    with uow:
+        s = uow.session
+        accounts = {
+            "user": ledger.user_account(s, 3),
+            "provider": ledger.provider_account(s, 1),
+            "fees": ledger.system_account(s, "platform:fees"),
+            "stripe": ledger.system_account(s, "external:stripe"),
+        }
+        for n, (kind, legs) in enumerate(transactions):
+            legs = [ledger.Leg(accounts[name].id, cents) for name, cents in legs]
+            ledger.post(s, kind=kind, idempotency_key=f"test:{kind}:{n}", legs=legs)
+        uow.commit()
+
+
 def test_a_usage_charge_posted_now_shows_in_this_month(seeded_db, uow):
     op = olivia(uow)
     before = overview.kpis(uow, op)
-    with uow:
-        s = uow.session
-        user = ledger.user_account(s, 3)
-        provider = ledger.provider_account(s, 1)
-        fees = ledger.system_account(s, "platform:fees")
-        ledger.post(
-            s,
-            kind="usage",
-            idempotency_key="test:usage:now",
-            legs=[ledger.Leg(user.id, -1_234), ledger.Leg(provider.id, 1_110), ledger.Leg(fees.id, 124)],
-        )
-        uow.commit()
+    _post_now(uow, ("usage", [("user", -1_234), ("provider", 1_110), ("fees", 124)]))
     after = overview.kpis(uow, op)
     assert after.revenue_month_cents - before.revenue_month_cents == 1_234
     assert after.fees_month_cents - before.fees_month_cents == 124
@@ -119,25 +124,11 @@ def test_a_paid_subscription_month_counts_as_revenue_and_its_fee_as_fees(seeded_
     """A subscription's month is charged from the user's credits by a `subscription` transaction, not by metering."""
     op = olivia(uow)
     before = overview.kpis(uow, op)
-    with uow:
-        s = uow.session
-        user = ledger.user_account(s, 3)
-        provider = ledger.provider_account(s, 1)
-        fees = ledger.system_account(s, "platform:fees")
-        clearing = ledger.system_account(s, "external:stripe")
-        ledger.post(
-            s,
-            kind="subscription_payment",
-            idempotency_key="test:invoice:now",
-            legs=[ledger.Leg(clearing.id, -7_300), ledger.Leg(user.id, 7_300)],
-        )
-        ledger.post(
-            s,
-            kind="subscription",
-            idempotency_key="test:submonth:now",
-            legs=[ledger.Leg(user.id, -7_300), ledger.Leg(provider.id, 6_570), ledger.Leg(fees.id, 730)],
-        )
-        uow.commit()
+    _post_now(
+        uow,
+        ("subscription_payment", [("stripe", -7_300), ("user", 7_300)]),
+        ("subscription", [("user", -7_300), ("provider", 6_570), ("fees", 730)]),
+    )
     after = overview.kpis(uow, op)
     assert after.revenue_month_cents - before.revenue_month_cents == 7_300  # the card payment itself is not revenue
     assert after.fees_month_cents - before.fees_month_cents == 730
