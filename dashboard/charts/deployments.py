@@ -8,7 +8,7 @@ from datetime import datetime
 import plotly.graph_objects as go
 
 from dashboard import fmt
-from dashboard.charts import COLORS, styled
+from dashboard.charts import COLORS, figure, house_layout, iso
 from services.deployments.schemas import DailyCost, DeploymentEventRow
 
 STATUS_COLORS = {
@@ -22,20 +22,27 @@ STATUS_COLORS = {
 
 def cost_per_day(days: Sequence[DailyCost], currency: str, tz: str) -> go.Figure:
     """Bars: what the deployment was charged each day (UTC days, labelled in the viewer's timezone)."""
-    fig = go.Figure(
-        go.Bar(
-            x=[fmt.local(d.day, tz) for d in days],
-            y=[d.cost_cents / 100 for d in days],
-            text=[fmt.money(d.cost_cents, currency) for d in days],
-            hovertemplate="%{x|%Y-%m-%d}: %{text}<extra></extra>",
-            marker_color=COLORS[0],
-            name="Cost",
-        )
+    viewer_zone = fmt.zone(tz)
+    data = [
+        {
+            "type": "bar",
+            "x": iso(fmt.local(d.day, tz).astimezone(viewer_zone) for d in days),
+            "y": [d.cost_cents / 100 for d in days],
+            "text": [fmt.money(d.cost_cents, currency) for d in days],
+            "hovertemplate": "%{x|%Y-%m-%d}: %{text}<extra></extra>",
+            "marker": {"color": COLORS[0]},
+            "name": "Cost",
+            "textposition": "none",
+        }
+    ]
+    layout = house_layout(
+        title="Cost per day",
+        y_title=currency,
+        height=280,
+        yaxis={"tickprefix": "$" if currency == "USD" else "", "rangemode": "tozero"},
+        xaxis={"type": "date"},
     )
-    fig.update_yaxes(tickprefix="$" if currency == "USD" else "", rangemode="tozero")
-    fig.update_xaxes(type="date")
-    fig.update_traces(textposition="none")
-    return styled(fig, title="Cost per day", y_title=currency, height=280)
+    return figure(data, layout)
 
 
 def status_timeline(events: Sequence[DeploymentEventRow], now: datetime, tz: str) -> go.Figure:
@@ -47,21 +54,27 @@ def status_timeline(events: Sequence[DeploymentEventRow], now: datetime, tz: str
         if e.status == "deleted":
             end = e.ts
         periods.append((e.status or "", e.ts, end, e.kind))
-    fig = go.Figure()
+    data = []
     for status in dict.fromkeys(p[0] for p in periods):
         mine = [p for p in periods if p[0] == status]
-        fig.add_trace(
-            go.Bar(
-                y=[status] * len(mine),
-                x=[max((end - start).total_seconds() * 1000, 60_000) for _, start, end, _ in mine],
-                base=[fmt.local(start, tz) for _, start, _, _ in mine],
-                orientation="h",
-                name=status,
-                marker_color=STATUS_COLORS.get(status, COLORS[4]),
-                customdata=[[kind, fmt.when(start, tz), fmt.when(end, tz)] for _, start, end, kind in mine],
-                hovertemplate="%{y}: %{customdata[1]} → %{customdata[2]} (%{customdata[0]})<extra></extra>",
-            )
+        data.append(
+            {
+                "type": "bar",
+                "y": [status] * len(mine),
+                "x": [max((end - start).total_seconds() * 1000, 60_000) for _, start, end, _ in mine],
+                "base": iso(fmt.local(start, tz) for _, start, _, _ in mine),
+                "orientation": "h",
+                "name": status,
+                "marker": {"color": STATUS_COLORS.get(status, COLORS[4])},
+                "customdata": [[kind, fmt.when(start, tz), fmt.when(end, tz)] for _, start, end, kind in mine],
+                "hovertemplate": "%{y}: %{customdata[1]} → %{customdata[2]} (%{customdata[0]})<extra></extra>",
+            }
         )
-    fig.update_xaxes(type="date")
-    fig.update_layout(barmode="overlay", showlegend=False, hovermode="closest")
-    return styled(fig, title="Status over time", height=220)
+    layout = house_layout(
+        title="Status over time",
+        height=220,
+        xaxis={"type": "date"},
+        barmode="overlay",
+        showlegend=False,
+    )
+    return figure(data, layout)
