@@ -238,10 +238,13 @@ with upcoming_tab:
             key="mw_selected",
         )
         w = by_window[chosen]
-        impact = run_action(lambda: maintenance.window_impact(uow(), me, w.id))
-        if impact is not None:
-            with st.expander(f"Who is affected by #{w.id}", expanded=False):
-                _impact_tables(impact, f"window_{w.id}")
+        # Found only while the expander is open: a closed one costs no query and no tables.
+        impact_box = st.expander(f"Who is affected by #{w.id}", key=f"mw_impact_open_{w.id}", on_change="rerun")
+        if impact_box.open:
+            with impact_box:
+                impact = run_action(lambda: maintenance.window_impact(uow(), me, w.id))
+                if impact is not None:
+                    _impact_tables(impact, f"window_{w.id}")
         if st.button(f"Cancel window #{w.id}…", key="mw_ask_cancel", icon=":material/event_busy:"):
             st.session_state[CANCEL_KEY] = w.id
         if st.session_state.get(CANCEL_KEY) == w.id:

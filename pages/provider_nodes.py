@@ -13,6 +13,7 @@ from dashboard.forms import attempt, field_error, form_message, run_action
 from dashboard.identity import require, uow
 from dashboard.pager import fetch_page, pager
 from services.auth.permissions import Action
+from services.config import get_settings
 from services.db.base import utcnow
 from services.nodes import service as nodes
 from services.nodes.countries import COUNTRY_CODES
@@ -23,6 +24,7 @@ REG_ERRORS = "nodes_register_errors"
 EDIT_ERRORS = "nodes_edit_errors"
 CONFIRM_KEY = "nodes_confirm"
 PAGE_SIZE = 25
+DETAIL_CACHE_SECONDS = 10  # reruns from the filters, the pager or the range re-read a node at most this often
 RANGES = {"6 hours": timedelta(hours=6), "2 days": timedelta(days=2), "30 days": timedelta(days=30)}
 STATUS_FILTERS = ["all", *nodes.NODE_STATUSES]
 SORT_LABELS = {
@@ -88,11 +90,11 @@ if issued:
             st.rerun()
 
 fleet_tab, register_tab = st.tabs(["Fleet", "Register a node"])
+regions = nodes.regions(uow())  # read once per run: the register form, the filter and the edit form use them
+gpu_choices = nodes.gpu_models(uow())
 
 # --- register ---------------------------------------------------------------------------------------
 with register_tab:
-    regions = nodes.regions(uow())
-    gpu_choices = nodes.gpu_models(uow())
     v = st.session_state.setdefault("nodes_register_version", 0)
     form_message(REG_ERRORS)
     with st.form(f"register_node_{v}"):
@@ -172,12 +174,12 @@ with register_tab:
 
 # --- fleet table (refreshes itself) -------------------------------------------------------------------
 @st.fragment(run_every="30s")
-def fleet() -> None:
+def fleet(regions: list[str]) -> None:
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
     search = c1.text_input("Search by name", key="nodes_search", placeholder="node name contains…")
     status = c2.selectbox("Status", STATUS_FILTERS, key="nodes_status", format_func=str.capitalize)
     region = c3.selectbox(
-        "Region", ["all", *nodes.regions(uow())], key="nodes_region", format_func=lambda r: "All" if r == "all" else r
+        "Region", ["all", *regions], key="nodes_region", format_func=lambda r: "All" if r == "all" else r
     )
     sort = c4.selectbox("Sort by", list(SORT_LABELS), format_func=SORT_LABELS.get, key="nodes_sort")
     page = fetch_page(
@@ -239,13 +241,19 @@ def fleet() -> None:
 
 
 with fleet_tab:
-    fleet()
+    fleet(regions)
 
 
 # --- one node: charts, deployments, actions ------------------------------------------------------------
+@st.cache_data(ttl=DETAIL_CACHE_SECONDS, show_spinner=False, max_entries=64)
+def _node_metrics(database_url: str, user_id: int, node_id: int, span: timedelta) -> nodes.NodeMetrics:
+    """One node's charts and context, kept briefly per database, person, node and range (cleared on changes)."""
+    return nodes.node_metrics(uow(), me, node_id, since=utcnow() - span)
+
+
 @st.fragment(run_every="60s")
 def node_detail(node_id: int, span: timedelta) -> None:
-    m = run_action(lambda: nodes.node_metrics(uow(), me, node_id, since=utcnow() - span))
+    m = run_action(lambda: _node_metrics(get_settings().database_url, me.user_id, node_id, span))
     if m is None:
         return
     n = m.node
@@ -302,8 +310,6 @@ def node_detail(node_id: int, span: timedelta) -> None:
 
 def _edit_form(n) -> None:
     ev = st.session_state.setdefault("nodes_edit_version", 0)
-    regions = nodes.regions(uow())
-    gpu_choices = nodes.gpu_models(uow())
     suffix = f"{n.id}_{ev}"
     form_message(EDIT_ERRORS)
     with st.form(f"edit_node_{suffix}"):
@@ -374,6 +380,7 @@ def _edit_form(n) -> None:
             price_factor_pct=factor,
         )
         if attempt(lambda: nodes.update_node(uow(), me, n.id, form), errors_key=EDIT_ERRORS) is not None:
+            _node_metrics.clear()
             st.session_state["nodes_edit_version"] = ev + 1
             st.session_state["nodes_flash"] = f"Saved {name}."
         st.rerun()
@@ -391,6 +398,7 @@ CONFIRM_TEXT = {
 
 
 def _act(action: str, n) -> None:
+    _node_metrics.clear()  # the detail shows the change on the next run
     if action == "drain":
         if run_action(lambda: nodes.drain(uow(), me, n.id)) is not None:
             st.session_state["nodes_flash"] = f"{n.name} is draining."

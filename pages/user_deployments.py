@@ -63,9 +63,13 @@ def _fetch(limit: int, offset: int):
     )
 
 
+shown: dict = {}  # the page of rows the table fetched in this run, for the chooser below
+
+
 @st.fragment(run_every="30s")
 def deployment_table() -> None:
     page = fetch_page(PAGE_KEY, PAGE_SIZE, _fetch, lambda p: p.total)
+    shown["page"] = page
     if not page.rows:
         st.info(
             "No deployments match these filters."
@@ -116,7 +120,7 @@ st.subheader("Details")
 flash = state.pop(FLASH_KEY, None)
 if flash:
     st.success(flash, icon=":material/check_circle:")
-choices = fetch_page(PAGE_KEY, PAGE_SIZE, _fetch, lambda p: p.total).rows
+choices = shown["page"].rows  # the table's rows (fetched once per run)
 by_id = {r.id: r for r in choices}
 selected = state.get(DETAIL_KEY)
 options = list(by_id) + ([selected] if selected is not None and selected not in by_id else [])

@@ -314,6 +314,16 @@ def test_cancel_an_upcoming_window_with_confirmation(seeded_sqlite, monkeypatch)
     assert "Kernel upgrade" in list(_tab_table(at, "Past")["Reason"])
 
 
+def test_an_upcoming_windows_impact_is_shown_when_opened(seeded_sqlite, monkeypatch):
+    at = app_as(monkeypatch, **PRIYA, page="pages/provider_maintenance.py")
+    wid = at.selectbox(key="mw_selected").value
+    assert "Deployments affected" not in {m.label for m in at.metric}  # closed: not looked up
+    at.session_state[f"mw_impact_open_{wid}"] = True  # what expanding it does
+    at.run()
+    assert not at.exception
+    assert {"Deployments affected", "Users to notify"} <= {m.label for m in at.metric}
+
+
 def test_another_provider_sees_none_of_priyas_windows_or_nodes(seeded_sqlite, monkeypatch):
     priya_nodes = {n.id for n in nodes_of(UnitOfWork(), _provider_id("demo:provider"))}
     at = app_as(monkeypatch, **MAX, page="pages/provider_maintenance.py")
