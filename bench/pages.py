@@ -2,7 +2,8 @@
 
 The figure is what a person waits for on the server when a page reruns: `ui.py` (identity, then
 navigation) running the page script, through Streamlit's AppTest, signed in as the seeded demo
-person of each role, after one untimed run (warm: caches, imports and connections in place).
+person of each role, after one untimed run (warm: caches, imports and connections in place, each
+script compiled once per process as the server compiles it).
 
 The floor is a page that shows the same rows with nothing else: one hand-written SQL query and one
 st.dataframe. It is registered in the navigation for the benchmark only and runs through `ui.py`
@@ -149,6 +150,28 @@ def _use_pages_v2_only() -> None:
     PagesManager.__init__ = init  # type: ignore[method-assign]
 
 
+def _compile_once() -> None:
+    """Compile each page script once per process, as the server does.
+
+    AppTest makes a new ScriptCache for every run, so each timed run would read, transform and compile
+    the page file again (8-17 ms for the bigger pages, 0.4 ms for the floor page): a cost no visitor
+    pays, since the server keeps one ScriptCache per process. One shared cache removes it from both
+    the figure and the floor.
+    """
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test
+
+    if getattr(app_test.ScriptCache, "_bench", False):
+        return
+    shared = ScriptCache()
+
+    def one_cache() -> ScriptCache:
+        return shared
+
+    one_cache._bench = True  # type: ignore[attr-defined]
+    app_test.ScriptCache = one_cache  # type: ignore[assignment, misc]
+
+
 def _signed_in(role: str, timeout: float):
     from streamlit.testing.v1 import AppTest
 
@@ -222,6 +245,7 @@ def measure(ctx) -> list[Row]:
     # Streamlit warns about running outside a server while AppTest imports the pages: expected here.
     streamlit_logger.set_log_level(logging.ERROR)
     _use_pages_v2_only()
+    _compile_once()
     count, budget, timeout = (2, 10.0, 120.0) if ctx.quick else (12, 30.0, 120.0)
     dialect = get_engine().dialect.name
     pages = list(PAGES)
