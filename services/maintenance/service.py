@@ -27,6 +27,7 @@ from services.nodes.models import Node
 from services.nodes.service import ACTIVE_DEPLOYMENT_STATUSES, require_provider
 from services.notifications import service as notifications
 from services.notifications.models import Notification
+from services.providers.models import Provider
 from services.settings import service as settings_service
 from services.users.models import User
 from services.validation import invalid_input
@@ -391,21 +392,34 @@ def list_windows(
     now = utcnow()
     with uow:
         s = uow.session
-        provider = require_provider(s, actor, Action.MAINTENANCE_MANAGE)
         scheduled = MaintenanceWindow.status == "scheduled"
         cond = {
             "upcoming": and_(scheduled, MaintenanceWindow.starts_at > now),
             "active": and_(scheduled, MaintenanceWindow.starts_at <= now, MaintenanceWindow.ends_at > now),
             "past": or_(MaintenanceWindow.status == "cancelled", MaintenanceWindow.ends_at <= now),
         }[phase]
-        q = select(MaintenanceWindow).where(MaintenanceWindow.provider_id == provider.id, cond)
-        total = int(s.scalar(select(func.count()).select_from(q.subquery())) or 0)
+        # The provider is joined (looked up alone only when no row comes back) and the total is a window
+        # count beside the page.
+        actor.require(Action.MAINTENANCE_MANAGE)
+        q = (
+            select(MaintenanceWindow, func.count().over())
+            .join(Provider, Provider.id == MaintenanceWindow.provider_id)
+            .where(Provider.owner_user_id == actor.user_id, cond)
+        )
         order = (
             [MaintenanceWindow.starts_at.asc(), MaintenanceWindow.id.asc()]
             if phase != "past"
             else [MaintenanceWindow.ends_at.desc(), MaintenanceWindow.id.desc()]
         )
-        windows = list(s.scalars(q.order_by(*order).limit(limit).offset(offset)))
+        found = s.execute(q.order_by(*order).limit(limit).offset(offset)).all()
+        windows = [w for w, _ in found]
+        if found:
+            total = int(found[0][1])
+        else:  # nothing in this phase, past the last page, or no provider profile (PermissionDenied)
+            require_provider(s, actor, Action.MAINTENANCE_MANAGE)
+            total = int(
+                s.scalar(select(func.count()).select_from(q.with_only_columns(MaintenanceWindow.id).subquery())) or 0
+            )
         rows = _window_views(s, windows, now)
     return WindowPage(rows=rows, total=total, limit=limit, offset=offset)
 

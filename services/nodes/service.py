@@ -304,6 +304,17 @@ def _active_counts(session: Session, node_ids: list[int]) -> dict[int, int]:
     return {int(n): int(c) for n, c in rows}
 
 
+def _active_count_expr():
+    """Correlated count of a node's pending/running deployments (for selecting beside Node)."""
+    return (
+        select(func.count(distinct(DeploymentPlacement.deployment_id)))
+        .join(Deployment, Deployment.id == DeploymentPlacement.deployment_id)
+        .where(DeploymentPlacement.node_id == Node.id, Deployment.status.in_(ACTIVE_DEPLOYMENT_STATUSES))
+        .correlate(Node)
+        .scalar_subquery()
+    )
+
+
 def active_deployments_on(session: Session, node_ids: list[int]) -> list[tuple[int, str, int]]:
     """(deployment id, name, owner user id) of pending/running deployments placed on these nodes."""
     if not node_ids:
@@ -363,40 +374,43 @@ def list_for_provider(
         raise InvalidInput(f"status: choose one of {', '.join(NODE_STATUSES)}", field="status")
     limit = max(1, min(int(limit), 500))
     offset = max(0, int(offset))
+    actor.require(Action.NODE_MANAGE)
     now = utcnow()
     with uow:
         s = uow.session
-        provider = require_provider(s, actor, Action.NODE_MANAGE)
         eff = effective_status_expr(now)
-        q = select(Node).where(Node.provider_id == provider.id)
+        # The provider is joined (looked up alone only when no row comes back) and the total is a window
+        # count over the filtered rows: one query for the page, one for its active deployments.
+        q = (
+            select(Node, func.count().over().label("total"))
+            .join(Provider, Provider.id == Node.provider_id)
+            .where(Provider.owner_user_id == actor.user_id)
+        )
         if status:
             q = q.where(eff == status)
         if region:
             q = q.where(Node.region == region)
         if search:
             q = q.where(func.lower(Node.name).contains(search.strip().lower(), autoescape=True))
-        total = int(s.scalar(select(func.count()).select_from(q.subquery())) or 0)
-        deployments_count = (
-            select(func.count(distinct(DeploymentPlacement.deployment_id)))
-            .join(Deployment, Deployment.id == DeploymentPlacement.deployment_id)
-            .where(DeploymentPlacement.node_id == Node.id, Deployment.status.in_(ACTIVE_DEPLOYMENT_STATUSES))
-            .correlate(Node)
-            .scalar_subquery()
-        )
         key = {
             "name": Node.name,
             "region": Node.region,
             "status": eff,
             "last_heartbeat": Node.last_heartbeat_at,
             "created": Node.created_at,
-            "deployments": deployments_count,
+            "deployments": _active_count_expr(),
         }[sort]
         order = [key.desc() if descending else key.asc(), Node.id.desc() if descending else Node.id.asc()]
         if sort == "last_heartbeat":
             order[0] = order[0].nulls_last()
-        nodes = s.scalars(q.order_by(*order).limit(limit).offset(offset)).all()
-        counts = _active_counts(s, [n.id for n in nodes])
-        rows = [_view(n, counts.get(n.id, 0), now) for n in nodes]
+        found = s.execute(q.order_by(*order).limit(limit).offset(offset)).all()
+        if found:
+            total = int(found[0].total)
+        else:  # nothing matches, past the last page, or no provider profile (PermissionDenied)
+            _own_provider(s, actor)
+            total = int(s.scalar(select(func.count()).select_from(q.with_only_columns(Node.id).subquery())) or 0)
+        counts = _active_counts(s, [n.id for n, _ in found])
+        rows = [_view(n, counts.get(n.id, 0), now) for n, _ in found]
     return NodePage(rows=rows, total=total, limit=limit, offset=offset)
 
 
@@ -411,17 +425,20 @@ def get_for_provider(uow: UnitOfWork, actor: Identity, node_id: int) -> NodeView
 
 def node_choices(uow: UnitOfWork, actor: Identity, *, limit: int = 5000) -> list[NodeView]:
     """The actor's nodes that are not decommissioned, by name, with active deployments (for pickers)."""
+    actor.require(Action.NODE_MANAGE)
+    now = utcnow()
     with uow:
         s = uow.session
-        provider = require_provider(s, actor, Action.NODE_MANAGE)
-        nodes = s.scalars(
-            select(Node)
-            .where(Node.provider_id == provider.id, Node.status != "decommissioned")
+        rows = s.execute(
+            select(Node, _active_count_expr())
+            .join(Provider, Provider.id == Node.provider_id)
+            .where(Provider.owner_user_id == actor.user_id, Node.status != "decommissioned")
             .order_by(Node.name)
             .limit(limit)
         ).all()
-        counts = _active_counts(s, [n.id for n in nodes])
-        return [_view(n, counts.get(n.id, 0)) for n in nodes]
+        if not rows:
+            _own_provider(s, actor)  # no provider profile: PermissionDenied, as before
+        return [_view(n, int(a or 0), now) for n, a in rows]
 
 
 def regions(uow: UnitOfWork) -> list[str]:

@@ -88,7 +88,8 @@ def _day(session: Session, column):
     return func.date(column)
 
 
-def _transactions_query(session: Session, account_id: int, f: TransactionFilter):
+def _transactions_query(session: Session, account_id, f: TransactionFilter):
+    """The person's rows; `account_id` is an id or a scalar subquery giving it."""
     t, e = LedgerTransaction, LedgerEntry
     conditions = [e.account_id == account_id]
     # Dates filter on the entry's time (always its transaction's): the (account, time) index then finds the
@@ -141,16 +142,21 @@ def _describe(kind: str, memo: str, at: datetime, deployment_name: str | None) -
     return memo or KIND_LABELS.get(kind, kind)
 
 
-def _rows(session: Session, account_id: int, f: TransactionFilter, limit: int, offset: int) -> list[TransactionRow]:
+def _rows(
+    session: Session, account_id, f: TransactionFilter, limit: int, offset: int, *, with_total: bool = False
+) -> tuple[list[TransactionRow], int | None]:
+    """A page of rows; with `with_total`, also how many rows match (a window count in the same query)."""
     rows = _transactions_query(session, account_id, f)
+    columns = [rows, Deployment.name] + ([func.count().over().label("total")] if with_total else [])
     q = (
-        select(rows, Deployment.name)
+        select(*columns)
         .outerjoin(Deployment, Deployment.id == rows.c.deployment_id)
         .order_by(rows.c.at.desc(), rows.c.sort_id.desc())
         .limit(limit)
         .offset(offset)
     )
     out = []
+    total = None
     for r in session.execute(q):
         at = r.at if isinstance(r.at, datetime) else datetime.fromisoformat(str(r.at))
         at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
@@ -166,7 +172,9 @@ def _rows(session: Session, account_id: int, f: TransactionFilter, limit: int, o
                 charges=int(r.charges),
             )
         )
-    return out
+        if with_total:
+            total = int(r.total)
+    return out, total
 
 
 def _account_id(session: Session, user_id: int) -> int | None:
@@ -179,13 +187,15 @@ def list_transactions(
     """A page of the actor's transactions, newest first (usage summed per deployment per day), and the total."""
     actor.require(Action.BILLING_MANAGE_OWN)
     f: TransactionFilter = validate_input(TransactionFilter, filters or {})
+    limit, offset = max(1, min(limit, 500)), max(0, offset)
     with uow:
         s = uow.session
-        account_id = _account_id(s, actor.user_id)
-        if account_id is None:
-            return [], 0
-        total = s.scalar(select(func.count()).select_from(_transactions_query(s, account_id, f)))
-        return _rows(s, account_id, f, max(1, min(limit, 500)), max(0, offset)), int(total or 0)
+        # The person's account as a subquery: one query gives the page and (window count) the total.
+        account_id = select(LedgerAccount.id).where(LedgerAccount.user_id == actor.user_id).scalar_subquery()
+        rows, total = _rows(s, account_id, f, limit, offset, with_total=True)
+        if total is None and offset:  # past the last page: count alone
+            total = s.scalar(select(func.count()).select_from(_transactions_query(s, account_id, f)))
+        return rows, int(total or 0)
 
 
 def transactions_csv(uow: UnitOfWork, actor: Identity, filters: Any = None) -> str:
@@ -200,7 +210,7 @@ def transactions_csv(uow: UnitOfWork, actor: Identity, filters: Any = None) -> s
         account_id = _account_id(s, actor.user_id)
         offset = 0
         while account_id is not None:
-            chunk = _rows(s, account_id, f, CSV_CHUNK, offset)
+            chunk, _ = _rows(s, account_id, f, CSV_CHUNK, offset)
             for r in chunk:
                 writer.writerow(
                     [
