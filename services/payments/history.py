@@ -257,12 +257,14 @@ def receipt(uow: UnitOfWork, actor: Identity, payment_id: int) -> Receipt:
     name = settings_service.get(uow).marketplace_name
     with uow:
         s = uow.session
-        payment = s.get(Payment, payment_id)
+        found = s.execute(
+            select(Payment, User).join(User, User.id == Payment.user_id).where(Payment.id == payment_id)
+        ).first()
+        payment, user = found if found is not None else (None, None)
         if payment is None or (payment.user_id != actor.user_id and not actor.can(Action.PAYMENTS_ADMIN)):
             raise NotFound("receipt", payment_id)
         if payment.status not in RECEIPT_STATUSES:
             raise NotFound("receipt", payment_id)
-        user = s.get(User, payment.user_id)
         if payment.kind == "invoice":
             deployment = s.scalar(
                 select(Deployment.name)
@@ -419,12 +421,17 @@ def list_own_payments(
         q = q.where(Payment.status.in_(statuses))
     with uow:
         s = uow.session
-        total = s.scalar(select(func.count()).select_from(q.subquery()))
-        rows = s.scalars(
-            q.order_by(Payment.created_at.desc(), Payment.id.desc())
+        # The total as a window count beside the page (counted alone only past the last page).
+        found = s.execute(
+            q.add_columns(func.count().over())
+            .order_by(Payment.created_at.desc(), Payment.id.desc())
             .limit(max(1, min(limit, 500)))
             .offset(max(0, offset))
         ).all()
+        rows = [p for p, _ in found]
+        total = found[0][1] if found else 0
+        if not found and offset > 0:  # past the last page: count alone
+            total = s.scalar(select(func.count()).select_from(q.subquery()))
         return [
             PaymentRow(
                 id=p.id,

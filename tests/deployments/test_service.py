@@ -330,6 +330,8 @@ def test_list_own_pages_filters_and_costs_from_the_ledger(seeded_db, uow):
     assert everything.total > live
     rest = deployments.list_own(uow, uma, limit=5, offset=5)
     assert not {r.id for r in rest.rows} & {r.id for r in page.rows}
+    beyond = deployments.list_own(uow, uma, limit=5, offset=live + 5)  # past the last page
+    assert beyond.rows == [] and beyond.total == live
     rows = everything.rows
     assert any(r.cost_so_far_cents > 0 for r in rows)
     for r in rows:

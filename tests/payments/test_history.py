@@ -68,8 +68,11 @@ def test_transactions_sum_usage_per_deployment_per_day_with_filters_and_csv(db, 
         uow, ann, {"kinds": ["usage"], "deployment_id": web, "since": "2031-05-02", "until": "2031-05-02"}
     )
     assert n == 1 and only_web_day2[0].amount_cents == -100
-    page2, _ = history.list_transactions(uow, ann, limit=2, offset=2)
-    assert len(page2) == 2
+    page2, total2 = history.list_transactions(uow, ann, limit=2, offset=2)
+    assert len(page2) == 2 and total2 == 5
+    beyond, total_beyond = history.list_transactions(uow, ann, limit=2, offset=10)  # past the last page
+    assert beyond == [] and total_beyond == 5
+    assert history.list_transactions(uow, make_person(uow)) == ([], 0)  # no account yet
     assert db_dep  # used above through the names
 
     table = list(csv.reader(io.StringIO(history.transactions_csv(uow, ann, {"kinds": ["usage"]}))))

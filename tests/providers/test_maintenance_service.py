@@ -272,7 +272,9 @@ def test_windows_are_split_into_upcoming_active_and_past_and_paginated(priya, ma
     assert upcoming.total == 4 and len(upcoming.rows) == 2
     assert [r.starts_at for r in upcoming.rows] == sorted(r.starts_at for r in upcoming.rows)
     rest = maintenance.list_windows(uow, priya, phase="upcoming", limit=2, offset=2)
-    assert {r.id for r in rest.rows}.isdisjoint({r.id for r in upcoming.rows})
+    assert {r.id for r in rest.rows}.isdisjoint({r.id for r in upcoming.rows}) and rest.total == 4
+    beyond = maintenance.list_windows(uow, priya, phase="upcoming", limit=2, offset=10)  # past the last page
+    assert beyond.rows == [] and beyond.total == 4
     active = maintenance.list_windows(uow, priya, phase="active")
     assert [r.reason for r in active.rows] == ["Now"] and active.rows[0].phase == "active"
     past = maintenance.list_windows(uow, priya, phase="past")

@@ -139,6 +139,8 @@ def test_list_is_paginated_filtered_and_shows_only_own_nodes(priya, uow):
     everything = nodes.list_for_provider(uow, priya, limit=500)
     assert {n.id for n in everything.rows} == {n.id for n in own}
     assert [n.name for n in everything.rows] == sorted(n.name for n in own)
+    beyond = nodes.list_for_provider(uow, priya, limit=2, offset=len(own) + 10)  # past the last page
+    assert beyond.rows == [] and beyond.total == len(own)
 
     active = active_deployments_by_node(uow, pid)
     assert {n.id: n.active_deployments for n in everything.rows} == {n.id: len(active.get(n.id, ())) for n in own}
