@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import fmt, tables
+from dashboard.charts import figure as chart_figure
 from dashboard.charts import nodes as node_charts
 from dashboard.forms import attempt, field_error, form_message, run_action
 from dashboard.identity import require, uow
@@ -24,6 +26,7 @@ REG_ERRORS = "nodes_register_errors"
 EDIT_ERRORS = "nodes_edit_errors"
 CONFIRM_KEY = "nodes_confirm"
 PAGE_SIZE = 25
+CHOICES_CACHE_SECONDS = 60  # regions and GPU models: operator settings and pricing, which move rarely
 DETAIL_CACHE_SECONDS = 10  # reruns from the filters, the pager or the range re-read a node at most this often
 RANGES = {"6 hours": timedelta(hours=6), "2 days": timedelta(days=2), "30 days": timedelta(days=30)}
 STATUS_FILTERS = ["all", *nodes.NODE_STATUSES]
@@ -90,8 +93,16 @@ if issued:
             st.rerun()
 
 fleet_tab, register_tab = st.tabs(["Fleet", "Register a node"])
-regions = nodes.regions(uow())  # read once per run: the register form, the filter and the edit form use them
-gpu_choices = nodes.gpu_models(uow())
+
+
+@st.cache_data(ttl=CHOICES_CACHE_SECONDS, show_spinner=False, max_entries=16)
+def _form_choices(database_url: str) -> tuple[list[str], list[str]]:
+    """The marketplace's regions and priced GPU models (the same for everyone), kept a minute per database."""
+    return nodes.regions(uow()), nodes.gpu_models(uow())
+
+
+# The register form, the filter and the edit form offer them; registering and saving check them afresh.
+regions, gpu_choices = _form_choices(get_settings().database_url)
 
 # --- register ---------------------------------------------------------------------------------------
 with register_tab:
@@ -246,16 +257,24 @@ with fleet_tab:
 
 # --- one node: charts, deployments, actions ------------------------------------------------------------
 @st.cache_data(ttl=DETAIL_CACHE_SECONDS, show_spinner=False, max_entries=64)
-def _node_metrics(database_url: str, user_id: int, node_id: int, span: timedelta) -> nodes.NodeMetrics:
-    """One node's charts and context, kept briefly per database, person, node and range (cleared on changes)."""
-    return nodes.node_metrics(uow(), me, node_id, since=utcnow() - span)
+def _node_metrics(
+    database_url: str, user_id: int, node_id: int, span: timedelta, tz: str | None
+) -> tuple[nodes.NodeMetrics, dict | None, dict | None]:
+    """One node's context and its two charts (figure dicts, in the viewer's timezone), kept briefly per
+    database, person, node, range and timezone (cleared on changes). The samples themselves are dropped
+    once charted: the figures carry them, and a rerun then neither re-charts nor re-reads them."""
+    m = nodes.node_metrics(uow(), me, node_id, since=utcnow() - span)
+    utilisation = node_charts.utilisation(m.points, tz, bucket_seconds=m.bucket_seconds).to_dict() if m.points else None
+    uptime = node_charts.uptime(m.uptime_days).to_dict() if m.uptime_share is not None else None
+    return replace(m, points=[], uptime_days=[]), utilisation, uptime
 
 
 @st.fragment(run_every="60s")
 def node_detail(node_id: int, span: timedelta) -> None:
-    m = run_action(lambda: _node_metrics(get_settings().database_url, me.user_id, node_id, span))
-    if m is None:
+    detail = run_action(lambda: _node_metrics(get_settings().database_url, me.user_id, node_id, span, me.timezone))
+    if detail is None:
         return
+    m, utilisation, uptime = detail
     n = m.node
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Status", n.status.capitalize())
@@ -271,15 +290,12 @@ def node_detail(node_id: int, span: timedelta) -> None:
             else "no agent token issued"
         )
     )
-    if m.points:
-        st.plotly_chart(
-            node_charts.utilisation(m.points, me.timezone, bucket_seconds=m.bucket_seconds),
-            key=f"util_chart_{node_id}",
-        )
+    if utilisation:
+        st.plotly_chart(chart_figure(utilisation["data"], utilisation["layout"]), key=f"util_chart_{node_id}")
     else:
         st.info("No utilisation samples in this range yet. They appear once the node agent reports.")
-    if m.uptime_share is not None:
-        st.plotly_chart(node_charts.uptime(m.uptime_days), key=f"uptime_chart_{node_id}")
+    if uptime:
+        st.plotly_chart(chart_figure(uptime["data"], uptime["layout"]), key=f"uptime_chart_{node_id}")
     st.markdown(f"**Deployments placed on {n.name}** ({m.deployments_total:,}, deleted ones not shown)")
     if m.deployments:
         st.dataframe(
