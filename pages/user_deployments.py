@@ -11,6 +11,7 @@ from dashboard.forms import run_action
 from dashboard.identity import require, uow
 from dashboard.pager import fetch_page, pager
 from services.auth.permissions import Action
+from services.config import get_settings
 from services.db.base import utcnow
 from services.deployments import service as deployments
 
@@ -19,6 +20,7 @@ PAGE_KEY = "deps_page"
 DETAIL_KEY = "deps_detail"
 CONFIRM_KEY = "deps_confirm"  # (action, deployment id, argument)
 FLASH_KEY = "deps_flash"
+DETAIL_CACHE_SECONDS = 10
 STATUSES = ["pending", "running", "stopped", "failed", "deleted"]
 SORT_LABELS = {"created_at": "Newest first", "name": "Name", "status": "Status", "price": "Price per hour"}
 
@@ -157,6 +159,7 @@ def _act(action: str, deployment_id: int, argument: int | None) -> None:
     }
     with st.spinner("Working…"):
         result = run_action(calls[action])
+    _detail.clear()  # the detail shows the change (or the refusal's cause) on the next run
     state.pop(CONFIRM_KEY, None)
     if result is not None:
         price = fmt.money(result.price_per_hour_cents, result.currency)
@@ -169,9 +172,16 @@ def _act(action: str, deployment_id: int, argument: int | None) -> None:
         st.rerun()
 
 
+@st.cache_data(ttl=DETAIL_CACHE_SECONDS, show_spinner=False, max_entries=256)
+def _detail(database_url: str, user_id: int, deployment_id: int) -> deployments.DeploymentDetail:
+    """One of the person's deployments in detail, kept briefly per database, person and deployment
+    (reruns from the filters, the pager or a chart read it at most this often; cleared by actions)."""
+    return deployments.get_own(uow(), me, deployment_id)
+
+
 @st.fragment(run_every="20s")
 def deployment_detail(deployment_id: int) -> None:
-    d = run_action(lambda: deployments.get_own(uow(), me, deployment_id))
+    d = run_action(lambda: _detail(get_settings().database_url, me.user_id, deployment_id))
     if d is None:
         return
     cur = d.currency
