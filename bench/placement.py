@@ -79,11 +79,17 @@ def _cases(url: str) -> list[tuple[str, ResourceSpec, str | None]]:
 # The candidate filter, written by hand: online with a fresh heartbeat, active provider, not in a
 # maintenance window in the next hour, region and GPU model, big enough; the cheapest and largest first;
 # then what pending/running deployments already hold on those nodes, and only those with room left.
+# The heartbeat test and the provider test are written as the scheduler writes them (services/deployments/
+# placement.py, `_online` and `_provider_active`): as a plain comparison and a join, PostgreSQL plans them
+# from statistics older than the newest heartbeats, expects one fresh node and takes 0.2-4 s; this floor
+# is meant to be the least the job needs, not a plan gone wrong.
 FLOOR_SQL = """
 WITH short AS (
     SELECT n.id, n.provider_id, n.price_factor_pct, n.vcpu, n.ram_gb, n.disk_gb, n.gpu_count
-    FROM nodes n JOIN providers p ON p.id = n.provider_id
-    WHERE n.status = 'online' AND n.last_heartbeat_at >= :cutoff AND p.status = 'active'
+    FROM nodes n
+    WHERE n.status = 'online' AND n.last_heartbeat_at IS NOT NULL
+      AND COALESCE(n.last_heartbeat_at, n.created_at) >= :cutoff
+      AND n.provider_id NOT IN (SELECT p.id FROM providers p WHERE p.status <> 'active')
       {region} {gpu}
       AND n.vcpu >= :vcpu AND n.ram_gb >= :ram_gb AND n.disk_gb >= :disk_gb AND n.gpu_count >= :gpu_count
       AND NOT EXISTS (

@@ -84,21 +84,26 @@ def add_node(
         return nid
 
 
-def add_metrics(uow: UnitOfWork, node_id: int, *, online: int, offline: int) -> None:
-    """Hourly samples over the last days: `online` of them online, then `offline` offline."""
-    now = utcnow().replace(minute=0, second=0, microsecond=0)
+def add_metrics(uow: UnitOfWork, node_id: int, *, online: int, offline: int, now: datetime | None = None) -> None:
+    """One report per 5-minute slot up to `now`: the latest `offline` of them offline, the `online` before them
+    online. The node is registered just before its first report (uptime is counted from there)."""
+    now = now or utcnow()
+    count = online + offline
     with uow:
-        uow.session.add_all(
+        s = uow.session
+        s.add_all(
             NodeMetric(
                 node_id=node_id,
-                ts=now - timedelta(hours=k + 1),
+                ts=now - timedelta(minutes=5 * k),
                 cpu_pct=10.0,
                 ram_pct=10.0,
                 disk_pct=10.0,
                 online=k >= offline,
             )
-            for k in range(online + offline)
+            for k in range(count)
         )
+        node = s.get(Node, node_id)
+        node.created_at = min(node.created_at, now - timedelta(minutes=5 * count))
         uow.commit()
 
 

@@ -217,6 +217,7 @@ def test_backup_without_a_second_provider_does_not_fit(db, uow):
 
 def test_ranking_price_then_uptime_then_free_capacity(db, uow):
     # One node per provider, so the spread does not reorder anything: slots follow the ranking.
+    now = utcnow()
     nodes = {}
     for name, factor, vcpu, (up, down) in [
         ("reliable-roomy", 90, 64, (99, 1)),
@@ -228,12 +229,27 @@ def test_ranking_price_then_uptime_then_free_capacity(db, uow):
     ]:
         nodes[name] = add_node(uow, add_provider(uow), name, factor=factor, vcpu=vcpu)
         if up or down:
-            add_metrics(uow, nodes[name], online=up, offline=down)
+            add_metrics(uow, nodes[name], online=up, offline=down, now=now)
 
-    placed = place(uow, ResourceSpec(2, 4, 40, replicas=6))
+    placed = place(uow, ResourceSpec(2, 4, 40, replicas=6), now=now)
     assert names(placed) == ["cheapest-flaky", "reliable-roomy", "reliable", "flaky", "no-history", "dear-perfect"]
     by_name = {p.node_name: p for p in placed}
     assert by_name["reliable"].uptime_pct == 99.0
     assert by_name["no-history"].uptime_pct is None
     assert "no uptime history yet" in by_name["no-history"].reason
     assert "99.0% uptime" in by_name["reliable-roomy"].reason
+
+
+def test_a_node_that_went_silent_ranks_by_the_time_it_was_up(db, uow):
+    """Uptime counts 5-minute slots since the first report: slots without any report count as down."""
+    now = utcnow()
+    steady = add_node(uow, add_provider(uow), "steady", factor=90, vcpu=16)
+    silent = add_node(uow, add_provider(uow), "went-silent", factor=90, vcpu=64)
+    add_metrics(uow, steady, online=240, offline=0, now=now)
+    # Reported online every 5 minutes for 10 hours, then nothing for 10 hours, then back a moment ago.
+    add_metrics(uow, silent, online=120, offline=0, now=now - timedelta(hours=10))
+    add_metrics(uow, silent, online=1, offline=0, now=now)
+
+    first, second = place(uow, ResourceSpec(2, 4, 40, replicas=2), now=now)
+    assert (first.node_name, first.uptime_pct) == ("steady", 100.0)
+    assert second.node_name == "went-silent" and 49 < second.uptime_pct < 51  # 121 of 241 slots
