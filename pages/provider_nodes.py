@@ -76,6 +76,32 @@ def _gpu(view) -> str:
     return f"{view.gpu_count}× {view.gpu_model}" if view.gpu_count else "—"
 
 
+# --- reads kept briefly (cleared on every change) ----------------------------------------------------
+@st.cache_data(ttl=DETAIL_CACHE_SECONDS, show_spinner=False, max_entries=64)
+def _node_metrics(
+    database_url: str, user_id: int, node_id: int, span: timedelta, tz: str | None
+) -> tuple[nodes.NodeMetrics, dict | None, dict | None]:
+    """One node's context and its two charts (figure dicts, in the viewer's timezone), kept briefly per
+    database, person, node, range and timezone (cleared on changes). The samples themselves are dropped
+    once charted: the figures carry them, and a rerun then neither re-charts nor re-reads them."""
+    m = nodes.node_metrics(uow(), me, node_id, since=utcnow() - span)
+    utilisation = node_charts.utilisation(m.points, tz, bucket_seconds=m.bucket_seconds).to_dict() if m.points else None
+    uptime = node_charts.uptime(m.uptime_days).to_dict() if m.uptime_share is not None else None
+    return replace(m, points=[], uptime_days=[]), utilisation, uptime
+
+
+@st.cache_data(ttl=DETAIL_CACHE_SECONDS, show_spinner=False, max_entries=64)
+def _node_choices(database_url: str, user_id: int) -> list[nodes.NodeView]:
+    """The person's nodes for the picker, kept as briefly as the detail (cleared on changes)."""
+    return nodes.node_choices(uow(), me)
+
+
+def _forget_nodes() -> None:
+    """After a change: the picker and the detail read the nodes afresh."""
+    _node_choices.clear()
+    _node_metrics.clear()
+
+
 # --- a token that was just issued: shown this once --------------------------------------------------
 issued = st.session_state.get(ISSUED_KEY)
 if issued:
@@ -180,6 +206,7 @@ with register_tab:
             _remember_token("Node registered", result.node.name, result.token)
             st.session_state["nodes_register_version"] = v + 1  # fresh, empty form
             st.session_state["node_detail"] = result.node.id
+            _forget_nodes()  # the new node is in the picker at once
         st.rerun()  # messages (if any) show next to their fields on the next run
 
 
@@ -256,19 +283,6 @@ with fleet_tab:
 
 
 # --- one node: charts, deployments, actions ------------------------------------------------------------
-@st.cache_data(ttl=DETAIL_CACHE_SECONDS, show_spinner=False, max_entries=64)
-def _node_metrics(
-    database_url: str, user_id: int, node_id: int, span: timedelta, tz: str | None
-) -> tuple[nodes.NodeMetrics, dict | None, dict | None]:
-    """One node's context and its two charts (figure dicts, in the viewer's timezone), kept briefly per
-    database, person, node, range and timezone (cleared on changes). The samples themselves are dropped
-    once charted: the figures carry them, and a rerun then neither re-charts nor re-reads them."""
-    m = nodes.node_metrics(uow(), me, node_id, since=utcnow() - span)
-    utilisation = node_charts.utilisation(m.points, tz, bucket_seconds=m.bucket_seconds).to_dict() if m.points else None
-    uptime = node_charts.uptime(m.uptime_days).to_dict() if m.uptime_share is not None else None
-    return replace(m, points=[], uptime_days=[]), utilisation, uptime
-
-
 @st.fragment(run_every="60s")
 def node_detail(node_id: int, span: timedelta) -> None:
     detail = run_action(lambda: _node_metrics(get_settings().database_url, me.user_id, node_id, span, me.timezone))
@@ -396,7 +410,7 @@ def _edit_form(n) -> None:
             price_factor_pct=factor,
         )
         if attempt(lambda: nodes.update_node(uow(), me, n.id, form), errors_key=EDIT_ERRORS) is not None:
-            _node_metrics.clear()
+            _forget_nodes()
             st.session_state["nodes_edit_version"] = ev + 1
             st.session_state["nodes_flash"] = f"Saved {name}."
         st.rerun()
@@ -414,7 +428,7 @@ CONFIRM_TEXT = {
 
 
 def _act(action: str, n) -> None:
-    _node_metrics.clear()  # the detail shows the change on the next run
+    _forget_nodes()  # the picker and the detail show the change on the next run
     if action == "drain":
         if run_action(lambda: nodes.drain(uow(), me, n.id)) is not None:
             st.session_state["nodes_flash"] = f"{n.name} is draining."
@@ -442,7 +456,7 @@ with fleet_tab:
     flash = st.session_state.pop("nodes_flash", None)
     if flash:
         st.success(flash, icon=":material/check_circle:")
-    choices = nodes.node_choices(uow(), me)
+    choices = _node_choices(get_settings().database_url, me.user_id)
     if not choices:
         st.caption("No active nodes.")
     else:
