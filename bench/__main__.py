@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.child import FIGURES
 from bench.core import Row
-from bench.dataset import DEFAULT_DATA_DIR, Dataset, prepare
+from bench.dataset import DEFAULT_DATA_DIR, Dataset, prepare, tidy
 from bench.report import RESULTS_DIR, document, markdown, write
 from services.config import ROOT
 
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [seed_row(dataset).to_json()]
         for figure in figures:
             rows += run_figure(figure, dataset, args.quick)
+            tidy(dataset)  # PostgreSQL: what autovacuum would do between figures
         results[backend] = {"dataset": dataset.to_json(), "rows": rows}
         tables.append(markdown(backend, dataset.to_json(), rows))
     doc = document(args.scale, args.quick, results)

@@ -130,16 +130,27 @@ def _run_seed(url: str, scale: str, log) -> tuple[float, float, float]:
     return seconds, round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime + usage.ru_stime, 1)
 
 
-def _analyze(backend: str, url: str) -> None:
-    """PostgreSQL: gather planner statistics now, as autovacuum would shortly after a bulk load."""
+def _analyze(backend: str, url: str, *, vacuum: bool = False) -> None:
+    """PostgreSQL: gather planner statistics now (and with `vacuum`, clear dead rows), as autovacuum would.
+
+    Autovacuum may be off on a development or CI server (it is on these machines), while in production
+    it runs. Figures that write and roll back (metering, webhooks) or update in place (heartbeats)
+    leave dead rows behind; without a vacuum the next figure would plan and scan around them.
+    """
     if backend != "postgresql":
         return
     from services.db import models as m
 
+    command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
     with get_engine(url).connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         for table in m.Base.metadata.sorted_tables:  # this schema's tables only, not the whole database
-            conn.execute(text(f'ANALYZE "{table.name}"'))
+            conn.execute(text(f'{command} "{table.name}"'))
+
+
+def tidy(dataset: Dataset) -> None:
+    """After a figure: vacuum and analyze the PostgreSQL data set (nothing to do on SQLite)."""
+    _analyze(dataset.backend, dataset.url, vacuum=True)
 
 
 def prepare(
