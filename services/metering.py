@@ -32,9 +32,11 @@ Every step is one SQL statement over all deployments (INSERT ... SELECT, UPDATE 
 deployment, and the whole tick is one database transaction. The tick decides once, into two temporary tables
 (`metering_due`: each due deployment, its price and fee, and the id of the ledger transaction that charges it,
 or none when it is stopped; `metering_shares`: each charge's provider share split by provider), and every later
-statement reads those instead of deciding again; they are dropped before the commit. Concurrent ticks are
-serialised by a row lock on the `platform:fees` account (SQLite: the database write lock that the same
-statement takes), so the second one finds the hour already charged.
+statement reads those instead of deciding again; they are dropped before the commit. On PostgreSQL the
+`deployments` and `ledger_accounts` pages keep room for the hourly updates of unindexed columns (fee accrual,
+balances; migration 0002), so those stay heap-only instead of adding a new entry to every index. Concurrent
+ticks are serialised by a row lock on the `platform:fees` account (SQLite: the database write lock that the
+same statement takes), so the second one finds the hour already charged.
 """
 
 from __future__ import annotations

@@ -381,3 +381,39 @@ def test_following_a_new_price_prices_each_instance_at_its_own_node_as_a_launch_
     with uow:
         assert uow.session.get(Deployment, dep).price_per_hour_cents == expected
     assert [c.amount_cents for c in _charges(uow, dep)] == [expected]
+
+
+def test_a_rerun_in_the_same_hour_charges_only_what_launched_since_split_as_the_webhook_splits(db, uow):
+    """The second tick of an hour links only its own charges to its own transactions: the first tick's charges,
+    entries and balances stay as they were, and a deployment spread over three providers gets the same split
+    as `provider_shares` (the subscription webhook's split), left-over cents to the main provider."""
+    prov_a, nodes_a = make_provider(uow, nodes=2)
+    prov_b, nodes_b = make_provider(uow, nodes=1)
+    prov_c, nodes_c = make_provider(uow, nodes=1)
+    gus = make_person(uow)
+    give_credits(uow, gus.user_id, 10_000)
+    first = launch(uow, gus, [nodes_a[0]], price=200)
+    assert metering.run_tick(uow, at=T0).charged == 1
+    after_first = {p: balance_of_provider(uow, p) for p in (prov_a, prov_b, prov_c)}
+
+    # A on two replicas, B and C one each: 4 instances; 103 - fee 10 = 93 -> 46 / 23 / 23, 1 cent left over to A
+    spread = launch(uow, gus, [nodes_b[0], nodes_a[0], nodes_c[0], nodes_a[1]], price=103)
+    rerun = metering.run_tick(uow, at=T0 + timedelta(minutes=40))
+
+    assert (rerun.charged, rerun.charged_cents, rerun.fee_cents) == (1, 103, 10)
+    assert [c.amount_cents for c in _charges(uow, first)] == [200]
+    assert _charges(uow, spread) == [Charge(datetime(2031, 3, 4, 10, tzinfo=UTC), 103, prov_a)]
+    with uow:
+        expected = dict(metering.provider_shares(uow.session, spread, 93))
+    assert expected == {prov_a: 47, prov_b: 23, prov_c: 23}
+    for provider in (prov_a, prov_b, prov_c):
+        assert balance_of_provider(uow, provider) - after_first[provider] == expected[provider]
+    assert balance_of_user(uow, gus.user_id) == 10_000 - 200 - 103
+    with uow:
+        txn = uow.session.scalar(select(LedgerTransaction).where(LedgerTransaction.deployment_id == spread))
+        assert txn.idempotency_key == f"meter:{spread}:2031030410"
+        legs = sorted(uow.session.scalars(select(LedgerEntry.amount_cents).where(LedgerEntry.transaction_id == txn.id)))
+        assert legs == [-103, 10, 23, 23, 47]
+        d = uow.session.get(Deployment, spread)
+        assert (d.metered_cents, d.metered_fee_cents) == (103, 10)
+    assert_ledger_invariants(uow)
