@@ -42,7 +42,7 @@ def revenue_per_day(revenue: Sequence[DayPoint], fees: Sequence[DayPoint], curre
     fig.update_layout(barmode="stack")
     fig.update_xaxes(type="date", tickformat="%b %d")
     fig.update_yaxes(tickprefix="$" if currency == "USD" else "", rangemode="tozero", tickformat=",.0f")
-    return _legend_right(styled(fig, title="Charged per day (usage and subscriptions)", y_title=currency, height=300))
+    return _legend_right(styled(fig, title="Charged per day", y_title=currency, height=300))
 
 
 def deployments_per_day(points: Sequence[DayPoint]) -> go.Figure:
