@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import plotly.graph_objects as go
 
 from dashboard import fmt
 from dashboard.charts import COLORS, figure, house_layout, iso
 from services.deployments.schemas import DailyCost, DeploymentEventRow
+
+DAY_MS = 86_400_000  # plotly measures date axes in milliseconds
 
 STATUS_COLORS = {
     "pending": COLORS[2],
@@ -23,10 +25,17 @@ STATUS_COLORS = {
 def cost_per_day(days: Sequence[DailyCost], currency: str, tz: str) -> go.Figure:
     """Bars: what the deployment was charged each day (UTC days, labelled in the viewer's timezone)."""
     viewer_zone = fmt.zone(tz)
+    starts = [fmt.local(d.day, tz).astimezone(viewer_zone) for d in days]
+    xaxis: dict = {"type": "date", "tickformat": "%b %d"}
+    if starts:  # a day either side, and one tick a day when there are few: a lone bar has no span of its own
+        xaxis["range"] = iso([min(starts) - timedelta(days=1), max(starts) + timedelta(days=1)])
+        if (max(starts) - min(starts)).days < 10:
+            xaxis["dtick"] = DAY_MS
     data = [
         {
             "type": "bar",
-            "x": iso(fmt.local(d.day, tz).astimezone(viewer_zone) for d in days),
+            "x": iso(starts),
+            "width": DAY_MS * 0.8,
             "y": [d.cost_cents / 100 for d in days],
             "text": [fmt.money(d.cost_cents, currency) for d in days],
             "hovertemplate": "%{x|%Y-%m-%d}: %{text}<extra></extra>",
@@ -40,7 +49,7 @@ def cost_per_day(days: Sequence[DailyCost], currency: str, tz: str) -> go.Figure
         y_title=currency,
         height=280,
         yaxis={"tickprefix": "$" if currency == "USD" else "", "rangemode": "tozero"},
-        xaxis={"type": "date"},
+        xaxis=xaxis,
     )
     return figure(data, layout)
 
