@@ -149,8 +149,9 @@ _DUE = """
 # - metering_due: every due deployment with its price, fee and the ledger transaction id it is charged under
 #   (NULL: the owner's credits cannot cover it, it is stopped);
 # - metering_shares: the provider share of every charged deployment split by provider, in proportion to the
-#   instances each hosts, the left-over cents on the main provider (rank 1: most instances, lowest id);
-#   a deployment placed nowhere has one rank-1 row without a provider (booked to platform:revenue).
+#   instances each hosts, the left-over cents on the main provider (rank 1: most instances, lowest id); a
+#   deployment placed nowhere has one rank-1 row without a provider (booked to platform:revenue). Each row
+#   carries the charge and its fee too, so the usage rows are written from the rank-1 rows alone.
 _TEMP_TABLES = {
     "metering_due": """(
         deployment_id {id_type} PRIMARY KEY,
@@ -163,6 +164,8 @@ _TEMP_TABLES = {
     "metering_shares": """(
         deployment_id BIGINT NOT NULL,
         transaction_id BIGINT NOT NULL,
+        charge_cents BIGINT NOT NULL,
+        fee_cents BIGINT NOT NULL,
         provider_id BIGINT,
         provider_rank INTEGER NOT NULL,
         amount_cents BIGINT NOT NULL
@@ -351,20 +354,21 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
         _run(
             s,
             """
-            INSERT INTO metering_shares (deployment_id, transaction_id, provider_id, provider_rank, amount_cents)
-            SELECT r.deployment_id, r.transaction_id, r.provider_id, r.provider_rank,
+            INSERT INTO metering_shares (deployment_id, transaction_id, charge_cents, fee_cents, provider_id,
+                                         provider_rank, amount_cents)
+            SELECT r.deployment_id, r.transaction_id, r.charge_cents, r.fee_cents, r.provider_id, r.provider_rank,
                    r.part + CASE WHEN r.provider_rank = 1
                                  THEN r.share - CAST(SUM(r.part) OVER (PARTITION BY r.deployment_id) AS BIGINT)
                                  ELSE 0 END
             FROM (
-                SELECT g.deployment_id, g.transaction_id, g.provider_id, g.share,
+                SELECT g.deployment_id, g.transaction_id, g.charge_cents, g.fee_cents, g.provider_id, g.share,
                        ROW_NUMBER() OVER (
                            PARTITION BY g.deployment_id ORDER BY g.instances DESC, g.provider_id) AS provider_rank,
                        g.share * g.instances
                            / CAST(SUM(g.instances) OVER (PARTITION BY g.deployment_id) AS BIGINT) AS part
                 FROM (
-                    SELECT t.deployment_id, t.transaction_id, t.amount_cents - t.fee_cents AS share, n.provider_id,
-                           COUNT(*) AS instances
+                    SELECT t.deployment_id, t.transaction_id, t.amount_cents AS charge_cents, t.fee_cents,
+                           t.amount_cents - t.fee_cents AS share, n.provider_id, COUNT(*) AS instances
                     FROM metering_due t
                     LEFT JOIN deployment_placements p ON p.deployment_id = t.deployment_id
                     LEFT JOIN nodes n ON n.id = p.node_id
@@ -405,10 +409,9 @@ def run_tick(uow: UnitOfWork | None = None, *, at: datetime | None = None) -> Ti
             """
             INSERT INTO usage_charges (deployment_id, hour_start, amount_cents, fee_cents, provider_id, transaction_id,
                                        note)
-            SELECT t.deployment_id, :hour, t.amount_cents, t.fee_cents, sh.provider_id, t.transaction_id, ''
-            FROM metering_shares sh JOIN metering_due t ON t.deployment_id = sh.deployment_id
-            WHERE sh.provider_rank = 1
-            ORDER BY t.deployment_id
+            SELECT sh.deployment_id, :hour, sh.charge_cents, sh.fee_cents, sh.provider_id, sh.transaction_id, ''
+            FROM metering_shares sh WHERE sh.provider_rank = 1
+            ORDER BY sh.deployment_id
             """,
             hour=hour,
         )
