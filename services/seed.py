@@ -34,7 +34,8 @@ from sqlalchemy.schema import AddConstraint, DropConstraint
 
 from services.db import models as m
 from services.db.engine import get_engine
-from services.pricing.service import DEFAULT_RATES, ResourceSpec, platform_fee_cents, quote
+from services.deployments.service import price_for_nodes
+from services.pricing.service import DEFAULT_RATES, ResourceSpec, platform_fee_cents
 from services.settings.service import DEFAULT_REGIONS
 
 COUNTRIES = {
@@ -607,8 +608,14 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
             replicas = 1 + (did % 7 == 0) + (did % 11 == 0)
             backup = did % 9 == 0
             pool = gpu_nodes if gpu else placeable
-            first = pool[(did * 7919) % len(pool)]
-            quote_key = (vcpu, ram, disk, gpu, gpu_n, replicas, backup, first["price_factor_pct"])
+            # Each instance's node (replicas from the pool, the backup from any placeable node); the price is
+            # each instance at its node's factor, summed and rounded once, as a launch prices it.
+            instance_nodes = [pool[(did * 7919 + slot * 104729) % len(pool)] for slot in range(replicas)]
+            if backup:
+                instance_nodes.append(placeable[(did * 15485863) % len(placeable)])
+            first = instance_nodes[0]
+            factors = tuple(n["price_factor_pct"] for n in instance_nodes)
+            quote_key = (vcpu, ram, disk, gpu, gpu_n, replicas, backup, factors)
             q = quotes.get(quote_key)
             if q is None:
                 spec = ResourceSpec(
@@ -620,7 +627,7 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
                     replicas=replicas,
                     backup_enabled=backup,
                 )
-                q = quotes[quote_key] = quote(spec, pricing, first["price_factor_pct"])
+                q = quotes[quote_key] = price_for_nodes(spec, pricing, factors)
             created = now - timedelta(days=rng.randint(0, 29), hours=rng.randint(0, 23))
             deployments.append(
                 dict(
@@ -651,15 +658,15 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
             )
             dep_counts[status] = dep_counts.get(status, 0) + 1
             if status in ("running", "stopped", "pending"):
-                for slot in range(replicas):
-                    node = pool[(did * 7919 + slot * 104729) % len(pool)]
+                for slot, node in enumerate(instance_nodes[:replicas]):
                     placements.append(
                         dict(deployment_id=did, slot=slot, node_id=node["id"], role="replica", reason="seeded")
                     )
                 if backup:
-                    node = placeable[(did * 15485863) % len(placeable)]
                     placements.append(
-                        dict(deployment_id=did, slot=-1, node_id=node["id"], role="backup", reason="seeded")
+                        dict(
+                            deployment_id=did, slot=-1, node_id=instance_nodes[-1]["id"], role="backup", reason="seeded"
+                        )
                     )
             for kind, st_after, dt in (
                 [("created", "pending", 0), ("placed", "pending", 1)]
@@ -767,9 +774,15 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
         for did, owner, hourly, fee_bp, provider_id, created in running:
             for d in range(periods):
                 day_start = now - timedelta(hours=hours * (periods - d))
+                day_end = day_start + timedelta(hours=hours)
+                charged_hours = hours
                 if day_start < created:
-                    continue
-                amount = hourly * hours
+                    # the period it started in: charged from the hour it started, as metering charges hours
+                    if day_end <= created:
+                        continue
+                    charged_hours = -(-int((day_end - created).total_seconds()) // 3600)
+                charged_from = day_end - timedelta(hours=charged_hours)
+                amount = hourly * charged_hours
                 fee = platform_fee_cents(amount, fee_bp)
                 owner_spend[owner] = owner_spend.get(owner, 0) + amount
                 # top up before the owner would go negative
@@ -790,14 +803,14 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
                             status="succeeded",
                             card_brand="visa",
                             card_last4="4242",
-                            created_at=day_start - timedelta(hours=1),
-                            succeeded_at=day_start - timedelta(hours=1),
+                            created_at=charged_from - timedelta(hours=1),
+                            succeeded_at=charged_from - timedelta(hours=1),
                         )
                     )
                     add_txn(
                         "topup",
                         f"seed:pi:{pay_id}",
-                        day_start - timedelta(hours=1),
+                        charged_from - timedelta(hours=1),
                         [(stripe_acct, -topup), (user_acct, topup)],
                         payment_id=pay_id,
                         memo="Card top-up",
@@ -805,7 +818,7 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
                 add_txn(
                     "usage",
                     f"seed:usage:{did}:{day_start:%Y%m%d}" if hours == 24 else f"seed:usage:{did}:{day_start:%Y%m%d%H}",
-                    day_start + timedelta(hours=hours) - timedelta(seconds=1),
+                    day_end - timedelta(seconds=1),
                     [
                         (user_acct, -amount),
                         (accounts[f"provider:{provider_id}:payable"], amount - fee),
@@ -813,8 +826,8 @@ def seed(scale_name: str = "demo", url: str | None = None, *, now: datetime | No
                     ],
                     deployment_id=did,
                     memo=f"Usage {day_start:%Y-%m-%d} (24 h)"
-                    if hours == 24
-                    else f"Usage {day_start:%Y-%m-%d %H:00} ({hours} h)",
+                    if charged_hours == 24
+                    else f"Usage {charged_from:%Y-%m-%d %H:%M} ({charged_hours} h)",
                 )
                 if len(entries) >= CHUNK:
                     flush_ledger()
