@@ -154,7 +154,7 @@ _DUE = """
 #   carries the charge and its fee too, so the usage rows are written from the rank-1 rows alone.
 _TEMP_TABLES = {
     "metering_due": """(
-        deployment_id {id_type} PRIMARY KEY,
+        deployment_id {deployment_id},
         owner_user_id BIGINT NOT NULL,
         owner_account_id BIGINT,
         amount_cents BIGINT NOT NULL,
@@ -280,8 +280,9 @@ def _create_temp_tables(session: Session) -> None:
     """Create this tick's empty work tables (temporary: private to the connection, gone with the transaction)."""
     postgres = session.get_bind().dialect.name == "postgresql"
     for name, columns in _TEMP_TABLES.items():
-        # On SQLite only INTEGER PRIMARY KEY is the rowid (no separate index to maintain).
-        ddl = columns.format(id_type="BIGINT" if postgres else "INTEGER")
+        # SQLite looks deployments up in it by rowid (INTEGER PRIMARY KEY, no separate index); PostgreSQL only
+        # hash-joins it, so an index there would be maintained for nothing.
+        ddl = columns.format(deployment_id="BIGINT NOT NULL" if postgres else "INTEGER PRIMARY KEY")
         _run(session, f"CREATE TEMPORARY TABLE {name} {ddl}" + (" ON COMMIT DROP" if postgres else ""))
 
 
