@@ -23,6 +23,7 @@ from services.providers import service as providers
 
 ISSUED_KEY = "nodes_issued"  # session_state key of a just-issued token (shown once)
 REG_ERRORS = "nodes_register_errors"
+TAB_KEY = "nodes_tab"  # the open tab: "Fleet" or "Register a node"
 EDIT_ERRORS = "nodes_edit_errors"
 CONFIRM_KEY = "nodes_confirm"
 PAGE_SIZE = 25
@@ -118,7 +119,9 @@ if issued:
             st.session_state.pop(ISSUED_KEY, None)
             st.rerun()
 
-fleet_tab, register_tab = st.tabs(["Fleet", "Register a node"])
+# The register form is built only while its tab is open (on_change="rerun" makes `.open` known):
+# hidden, it would be built again on every rerun of the fleet view.
+fleet_tab, register_tab = st.tabs(["Fleet", "Register a node"], key=TAB_KEY, on_change="rerun")
 
 
 @st.cache_data(ttl=CHOICES_CACHE_SECONDS, show_spinner=False, max_entries=16)
@@ -130,8 +133,10 @@ def _form_choices(database_url: str) -> tuple[list[str], list[str]]:
 # The register form, the filter and the edit form offer them; registering and saving check them afresh.
 regions, gpu_choices = _form_choices(get_settings().database_url)
 
+
 # --- register ---------------------------------------------------------------------------------------
-with register_tab:
+def _register_form() -> None:
+    """Register a node: the form, its field messages, and the one-time token on success."""
     v = st.session_state.setdefault("nodes_register_version", 0)
     form_message(REG_ERRORS)
     with st.form(f"register_node_{v}"):
@@ -208,6 +213,11 @@ with register_tab:
             st.session_state["node_detail"] = result.node.id
             _forget_nodes()  # the new node is in the picker at once
         st.rerun()  # messages (if any) show next to their fields on the next run
+
+
+if register_tab.open:
+    with register_tab:
+        _register_form()
 
 
 # --- fleet table (refreshes itself) -------------------------------------------------------------------

@@ -53,6 +53,12 @@ def _provider_id(subject: str) -> int:
 # --------------------------------------------------------------------------- Nodes
 
 
+def _register_tab(at):
+    """Open the "Register a node" tab (its form is built only while it is open)."""
+    at.session_state["nodes_tab"] = "Register a node"
+    return at.run()
+
+
 def test_nodes_page_shows_only_the_providers_own_nodes_with_details(seeded_sqlite, monkeypatch):
     at = app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py")
     assert not at.exception
@@ -68,10 +74,12 @@ def test_nodes_page_shows_only_the_providers_own_nodes_with_details(seeded_sqlit
     metrics = {m.label for m in at.metric}
     assert {"Status", "Last heartbeat", "Uptime (30 days)", "Active deployments"} <= metrics
     assert "Deployments placed on" in texts(at)
+    assert not [w for w in at.text_input if str(w.key).startswith("reg_")]  # the hidden form is not built
+    assert _register_tab(at).text_input(key="reg_name_0").value == ""
 
 
 def test_register_a_node_shows_the_token_once_and_stores_its_hash(seeded_sqlite, monkeypatch):
-    at = app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py")
+    at = _register_tab(app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py"))
     at.text_input(key="reg_name_0").input("edge-ber-01")
     at.selectbox(key="reg_region_0").select("eu-central")
     at.selectbox(key="reg_country_0").select("DE")
@@ -95,7 +103,7 @@ def test_register_a_node_shows_the_token_once_and_stores_its_hash(seeded_sqlite,
 
 
 def test_register_bad_input_shows_messages_keeps_values_and_writes_nothing(seeded_sqlite, monkeypatch):
-    at = app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py")
+    at = _register_tab(app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py"))
     before = count(UnitOfWork(), Node)
     # no region, no country, GPUs without a model, a bad name
     at.text_input(key="reg_name_0").input("bad name!")
@@ -150,7 +158,7 @@ def test_decommission_of_a_busy_node_is_refused_naming_its_deployments(seeded_sq
 
 
 def test_rotate_token_and_drain_with_confirmation(seeded_sqlite, monkeypatch):
-    at = app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py")
+    at = _register_tab(app_as(monkeypatch, **PRIYA, page="pages/provider_nodes.py"))
     at.text_input(key="reg_name_0").input("rot-01")
     at.selectbox(key="reg_region_0").select("eu-west")
     at.selectbox(key="reg_country_0").select("FR")
