@@ -1,4 +1,7 @@
-"""Take a screenshot of a page of the running app: python tools/screenshot.py URL OUT.png [--wait-text TEXT]."""
+"""Take a screenshot of a page of the running app: python tools/screenshot.py URL OUT.png [--wait-text TEXT].
+
+--as picks a demo person; --click TEXT clicks a tab (or failing that, a button) with that text first.
+"""
 
 import argparse
 
@@ -22,6 +25,7 @@ p.add_argument("--wait-text", default=None)
 p.add_argument("--width", type=int, default=1400)
 p.add_argument("--height", type=int, default=1000)
 p.add_argument("--as", dest="person", default=None, help="demo mode: pick this person (text of the picker option)")
+p.add_argument("--click", default=None, help="click the tab (or button) with this text before the screenshot")
 a = p.parse_args()
 with sync_playwright() as pw:
     browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -32,6 +36,10 @@ with sync_playwright() as pw:
         page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
         page.get_by_role("option", name=a.person).first.click()
         page.wait_for_timeout(1500)
+    if a.click:
+        tab = page.get_by_role("tab", name=a.click)
+        (tab if tab.count() else page.get_by_role("button", name=a.click)).first.click()
+        page.wait_for_timeout(1000)
     if a.wait_text:
         page.get_by_text(a.wait_text).first.wait_for(timeout=30000)
     page.wait_for_timeout(2500)
