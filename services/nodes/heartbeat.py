@@ -1,17 +1,18 @@
 """What node agents do: authenticate with a node token, send heartbeats, read assignments, report status.
 
-Heartbeat ingest is the hot path (thousands per second across a fleet), so it is two statements per
-heartbeat and loads no ORM objects; the HTTP route batches the heartbeats that arrive together into one
+Heartbeat ingest is the hot path (thousands per second across a fleet), so a batch of heartbeats is two
+statements and loads no ORM objects; the HTTP route batches the heartbeats that arrive together into one
 transaction (group commit, services/nodes/ingest.py), and `record_heartbeat` writes one alone:
 
-1. `UPDATE nodes SET last_heartbeat_at = now, status = ... WHERE token_hash = :digest AND status !=
-   'decommissioned' RETURNING id`: authentication and the status write in one indexed statement. The
-   database serialises concurrent heartbeats of the same node on the row, and nothing is read and
-   written back, so two heartbeats cannot undo each other. A rotated token no longer matches any
-   row, so it stops working at once with no cache to invalidate (which is why there is no
-   token-hash cache: the lookup is the write).
-2. `INSERT` of the metrics sample, `ON CONFLICT DO NOTHING`: a retried heartbeat carrying the
-   same sample time is stored once.
+1. `WITH seen(digest, seen_at, reported) AS (VALUES ...) UPDATE nodes SET last_heartbeat_at = ..., status
+   = ... FROM seen WHERE token_hash = digest AND status != 'decommissioned' RETURNING token_hash, id,
+   status`: authentication and the status write in one indexed statement. The database serialises
+   concurrent heartbeats of the same node on the row, and nothing is read and written back, so two
+   heartbeats cannot undo each other. A rotated token no longer matches any row, so it stops working at
+   once with no cache to invalidate (which is why there is no token-hash cache: the lookup is the
+   write). A digest that matched nothing is then looked up alone to say 401 or 403.
+2. One multi-row `INSERT` of the samples, `ON CONFLICT DO NOTHING RETURNING node_id, ts`: a retried
+   heartbeat carrying the same sample time is stored once, and its answer says so.
 
 The effective online/offline state is derived at read time (services/nodes/status.py): a node whose
 last heartbeat is older than MARKETPLACE_NODE_OFFLINE_AFTER reads as offline.
@@ -30,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from sqlalchemy import Insert, String, and_, bindparam, case, exists, select, update
+from sqlalchemy import Insert, TextClause, and_, bindparam, exists, select, text, update
 
 from services.audit import service as audit
 from services.auth.identity import Identity
@@ -196,31 +197,44 @@ def authenticate(uow: UnitOfWork, token: str | None) -> NodeCaller:
     return NodeCaller(node_id=row.id, provider_id=row.provider_id, name=row.name, status=row.status)
 
 
-# The two heartbeat statements are built once (bind parameters only), so a heartbeat pays for
-# neither statement construction nor cache-key generation.
+# The two heartbeat statements, per batch: one UPDATE of every node in it (joined to a VALUES list of
+# digests), one multi-row INSERT of their samples. Built once per batch size / dialect (bind parameters only).
 # A provider's "draining" survives heartbeats; otherwise the agent's word sets online/offline.
-_MARK_SEEN = (
-    update(Node)
-    .where(Node.token_hash == bindparam("digest"), Node.status != "decommissioned")
-    .values(
-        last_heartbeat_at=bindparam("now", type_=UTCDateTime()),
-        status=case((Node.status == "draining", Node.status), else_=bindparam("reported", type_=String())),
-    )
-    .returning(Node.id, Node.status)
-)
+_mark_seen_by_size: dict[int, TextClause] = {}
+
+
+def _mark_seen(size: int) -> TextClause:
+    """UPDATE nodes FROM a list of (digest, now, reported), RETURNING token_hash, id, status (SQLite and PostgreSQL)."""
+    stmt = _mark_seen_by_size.get(size)
+    if stmt is None:
+        rows = ", ".join(f"(:d{i}, :n{i}, :r{i})" for i in range(size))
+        stmt = text(
+            f"WITH seen (digest, seen_at, reported) AS (VALUES {rows}) "
+            "UPDATE nodes SET last_heartbeat_at = seen.seen_at, "
+            "status = CASE WHEN nodes.status = 'draining' THEN nodes.status ELSE seen.reported END "
+            "FROM seen WHERE nodes.token_hash = seen.digest AND nodes.status != 'decommissioned' "
+            "RETURNING nodes.token_hash, nodes.id, nodes.status"
+        ).bindparams(*(bindparam(f"n{i}", type_=UTCDateTime()) for i in range(size)))
+        _mark_seen_by_size[size] = stmt
+    return stmt
+
+
 _SAMPLE_COLUMNS = ("node_id", "ts", "cpu_pct", "ram_pct", "disk_pct", "net_in_mbps", "net_out_mbps", "online")
 _insert_sample_by_dialect: dict[str, Insert] = {}
 
 
 def _insert_sample(session) -> Insert:
-    """INSERT of one metrics sample, ON CONFLICT (node_id, ts) DO NOTHING, for the session's dialect."""
+    """INSERT of a metrics sample, ON CONFLICT (node_id, ts) DO NOTHING, for the session's dialect.
+
+    Executed with a list of samples, SQLAlchemy sends one multi-row INSERT ... RETURNING ("insertmanyvalues").
+    """
     dialect = session.get_bind().dialect.name
     stmt = _insert_sample_by_dialect.get(dialect)
     if stmt is None:
         stmt = (
             insert_ignore(session, NodeMetric, ["node_id", "ts"])
             .values({c: bindparam(c, type_=NodeMetric.__table__.c[c].type) for c in _SAMPLE_COLUMNS})
-            .returning(NodeMetric.node_id)
+            .returning(NodeMetric.node_id, NodeMetric.ts)
         )
         _insert_sample_by_dialect[dialect] = stmt
     return stmt
@@ -262,36 +276,43 @@ def write_heartbeats(uow: UnitOfWork, batch: Sequence[Accepted]) -> list[Heartbe
     decommissioned) for a heartbeat whose token matches no usable node; a refusal writes nothing and
     does not disturb the others. One commit covers the batch (services/nodes/ingest.py batches them).
     """
-    answers: list[HeartbeatOut | ServiceError] = []
+    if not batch:
+        return []
     with _writer(uow), uow:
         s = uow.session
         conn = s.connection()  # Core statements on the session's connection: no ORM work per heartbeat
-        insert_sample = _insert_sample(s)
+        params: dict = {}
+        for i, item in enumerate(batch):
+            params |= {f"d{i}": item.digest, f"n{i}": item.now, f"r{i}": item.heartbeat.status}
+        # A node twice in one batch is updated once (by either of its rows): both get its status.
+        seen = {digest: (node_id, status) for digest, node_id, status in conn.execute(_mark_seen(len(batch)), params)}
+        samples = [
+            {
+                "node_id": seen[item.digest][0],
+                "ts": item.sample_ts,
+                "cpu_pct": m.cpu_pct,
+                "ram_pct": m.ram_pct,
+                "disk_pct": m.disk_pct,
+                "net_in_mbps": m.net_in_mbps,
+                "net_out_mbps": m.net_out_mbps,
+                "online": item.heartbeat.status == "online",
+            }
+            for item in batch
+            if item.digest in seen and (m := item.heartbeat.metrics) is not None
+        ]
+        # The stored samples, by (node, time): a repeat (a retry, or the same sample twice in the batch) is not.
+        stored = {(int(n), ts) for n, ts in conn.execute(_insert_sample(s), samples)} if samples else set()
+        answers: list[HeartbeatOut | ServiceError] = []
         for item in batch:
-            hb = item.heartbeat
-            row = conn.execute(_MARK_SEEN, {"digest": item.digest, "now": item.now, "reported": hb.status}).first()
-            if row is None:
+            if item.digest not in seen:
                 answers.append(_refusal(s, item.digest))
                 continue
-            recorded = False
-            if hb.metrics is not None:
-                m = hb.metrics
-                inserted = conn.execute(
-                    insert_sample,
-                    {
-                        "node_id": row.id,
-                        "ts": item.sample_ts,
-                        "cpu_pct": m.cpu_pct,
-                        "ram_pct": m.ram_pct,
-                        "disk_pct": m.disk_pct,
-                        "net_in_mbps": m.net_in_mbps,
-                        "net_out_mbps": m.net_out_mbps,
-                        "online": hb.status == "online",
-                    },
-                ).first()
-                recorded = inserted is not None  # rowcount is unreliable for ON CONFLICT across drivers
+            node_id, status = seen[item.digest]
+            key = (node_id, item.sample_ts)
+            recorded = item.heartbeat.metrics is not None and key in stored
+            stored.discard(key)  # the first of two identical samples in one batch is the one stored
             answers.append(
-                HeartbeatOut(node_id=row.id, status=row.status, received_at=item.now, metrics_recorded=recorded)
+                HeartbeatOut(node_id=node_id, status=status, received_at=item.now, metrics_recorded=recorded)
             )
         uow.commit()
     return answers

@@ -95,8 +95,6 @@ class HeartbeatWriter:
                 by_url.setdefault(waiting.url, []).append(waiting)
             for url, items in by_url.items():
                 self._write(url, items)
-                self.batches += 1
-                self.heartbeats += len(items)
 
     def _write(self, url: str, items: list[_Waiting]) -> None:
         try:
@@ -113,6 +111,8 @@ class HeartbeatWriter:
                 return
             log.exception("writing a heartbeat failed")
             answers = [exc]
+        self.batches += 1  # counted before anyone is answered, so a caller that was answered sees its batch
+        self.heartbeats += len(items)
         for waiting, answer in zip(items, answers, strict=True):
             with contextlib.suppress(RuntimeError):  # that request's loop has closed: nobody is waiting
                 waiting.loop.call_soon_threadsafe(_settle, waiting.future, answer)
