@@ -7,10 +7,9 @@ from collections import defaultdict
 from sqlalchemy import select
 
 from services.deployments.models import Deployment, DeploymentPlacement
-from services.deployments.service import price_for_nodes
+from services.deployments.service import _spec_of, price_for_nodes
 from services.nodes.models import Node
 from services.pricing.models import PricingVersion
-from services.pricing.service import ResourceSpec
 
 
 def test_seeded_prices_are_each_instance_at_its_nodes_factor(seeded_db, uow):
@@ -29,15 +28,7 @@ def test_seeded_prices_are_each_instance_at_its_nodes_factor(seeded_db, uow):
         assert len(placed) > 20
         mixed = 0
         for d in placed:
-            spec = ResourceSpec(
-                vcpu=d.vcpu,
-                ram_gb=d.ram_gb,
-                disk_gb=d.disk_gb,
-                gpu_model=d.gpu_model,
-                gpu_count=d.gpu_count,
-                replicas=d.replicas,
-                backup_enabled=d.backup_enabled,
-            )
+            spec = _spec_of(d)  # the spec a launch of this deployment priced
             assert d.price_per_hour_cents == price_for_nodes(spec, pricing, factors[d.id]).price_per_hour_cents, d.name
             mixed += len(set(factors[d.id])) > 1
         assert mixed > 0  # some deployments span nodes of different factors: the case this guards
