@@ -7,8 +7,8 @@ a commit (on PostgreSQL a WAL flush); those, not the two small statements, were 
 So the HTTP route does the checks that need no database (token shape, body, sample time:
 `heartbeat.accept`) in the request, then hands the heartbeat to this process's writer thread and
 waits. The writer takes everything that is waiting (up to MAX_BATCH), writes it with
-`heartbeat.write_heartbeats` (the same two statements per heartbeat, one commit for all) and answers
-each waiting request. Properties:
+`heartbeat.write_heartbeats` (two statements for the whole batch, one commit) and answers each waiting
+request. Properties:
 
 - An answer is sent only after the commit that holds its heartbeat: an acknowledged heartbeat is stored.
 - The writer never waits to fill a batch. Under light load a batch is one heartbeat and the latency is
