@@ -392,23 +392,25 @@ def list_payments(
             .limit(max(1, min(limit, 500)))
             .offset(max(0, offset))
         ).all()
-        return [
-            PaymentRow(
-                id=p.id,
-                user_id=p.user_id,
-                user_label=email or name or f"user {p.user_id}",
-                kind=p.kind,
-                status=p.status,
-                amount_cents=p.amount_cents,
-                refunded_cents=p.refunded_cents,
-                card=f"{(p.card_brand or 'card').title()} •••• {p.card_last4}" if p.card_last4 else None,
-                created_at=p.created_at,
-                succeeded_at=p.succeeded_at,
-                stripe_reference=p.stripe_charge_id or p.stripe_payment_intent_id or p.stripe_invoice_id,
-                failure_message=p.failure_message,
-            )
-            for p, email, name in rows
-        ], int(total or 0)
+        return [_payment_row(p, email or name or f"user {p.user_id}") for p, email, name in rows], int(total or 0)
+
+
+def _payment_row(p: Payment, user_label: str) -> PaymentRow:
+    """A payment as the payments lists show it."""
+    return PaymentRow(
+        id=p.id,
+        user_id=p.user_id,
+        user_label=user_label,
+        kind=p.kind,
+        status=p.status,
+        amount_cents=p.amount_cents,
+        refunded_cents=p.refunded_cents,
+        card=f"{(p.card_brand or 'card').title()} •••• {p.card_last4}" if p.card_last4 else None,
+        created_at=p.created_at,
+        succeeded_at=p.succeeded_at,
+        stripe_reference=p.stripe_charge_id or p.stripe_payment_intent_id or p.stripe_invoice_id,
+        failure_message=p.failure_message,
+    )
 
 
 def list_own_payments(
@@ -432,23 +434,7 @@ def list_own_payments(
         total = found[0][1] if found else 0
         if not found and offset > 0:  # past the last page: count alone
             total = s.scalar(select(func.count()).select_from(q.subquery()))
-        return [
-            PaymentRow(
-                id=p.id,
-                user_id=p.user_id,
-                user_label=actor.label,
-                kind=p.kind,
-                status=p.status,
-                amount_cents=p.amount_cents,
-                refunded_cents=p.refunded_cents,
-                card=f"{(p.card_brand or 'card').title()} •••• {p.card_last4}" if p.card_last4 else None,
-                created_at=p.created_at,
-                succeeded_at=p.succeeded_at,
-                stripe_reference=p.stripe_charge_id or p.stripe_payment_intent_id or p.stripe_invoice_id,
-                failure_message=p.failure_message,
-            )
-            for p in rows
-        ], int(total or 0)
+        return [_payment_row(p, actor.label) for p in rows], int(total or 0)
 
 
 class RefundInput(BaseModel):
