@@ -39,6 +39,12 @@ def field_error(errors_key: str, field: str) -> None:
         st.caption(f":red[{msg}]")
 
 
+def refuse(errors_key: str, field: str, message: str) -> None:
+    """Remember a refusal found in the page itself (e.g. an amount that does not parse), as `attempt` does."""
+    st.session_state[errors_key] = {field: message}
+    st.session_state[errors_key + ":message"] = message
+
+
 def attempt(
     fn: Callable[[], T], *, errors_key: str, flash_key: str | None = None, success: str | None = None
 ) -> T | None:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import fmt, stripe_card, tables
 from dashboard.billing import KIND_LABELS, parse_dollars
-from dashboard.forms import attempt, field_error, form_message, run_action
+from dashboard.forms import attempt, field_error, form_message, refuse, run_action
 from dashboard.identity import require, uow
 from services.auth.permissions import Action
 from services.payments import history
@@ -210,8 +210,7 @@ def _pay() -> None:
     try:
         cents = parse_dollars(text)
     except ValueError as exc:
-        state[TOPUP_ERRORS] = {"amount_cents": str(exc)}
-        state[TOPUP_ERRORS + ":message"] = str(exc)
+        refuse(TOPUP_ERRORS, "amount_cents", str(exc))
         return
     last = state.get(LAST_SUBMIT)
     if last and last[0] == (cents, card_id) and time.monotonic() - last[1] < 5:

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import fmt, tables
 from dashboard.billing import KIND_LABELS, parse_dollars
-from dashboard.forms import attempt, field_error, form_message
+from dashboard.forms import attempt, field_error, form_message, refuse
 from dashboard.identity import require, uow
 from dashboard.pager import fetch_page, pager
 from services.auth.permissions import Action
@@ -86,14 +86,12 @@ else:
         state[REFUND_ERRORS] = {}
         state.pop(REFUND_ERRORS + ":message", None)
         if not state.get("opay_refund_confirm"):
-            state[REFUND_ERRORS] = {"confirm": "Tick the confirmation first."}
-            state[REFUND_ERRORS + ":message"] = "Tick the confirmation first."
+            refuse(REFUND_ERRORS, "confirm", "Tick the confirmation first.")
             return
         try:
             cents = parse_dollars(state.get("opay_refund_amount", ""))
         except ValueError as exc:
-            state[REFUND_ERRORS] = {"amount_cents": str(exc)}
-            state[REFUND_ERRORS + ":message"] = str(exc)
+            refuse(REFUND_ERRORS, "amount_cents", str(exc))
             return
         result = attempt(
             lambda: history.refund(
@@ -149,8 +147,7 @@ if people:
         try:
             cents = parse_dollars(state.get("opay_adjust_amount", ""))
         except ValueError as exc:
-            state[ADJUST_ERRORS] = {"amount_cents": str(exc)}
-            state[ADJUST_ERRORS + ":message"] = str(exc)
+            refuse(ADJUST_ERRORS, "amount_cents", str(exc))
             return
         result = attempt(
             lambda: history.adjust_credits(
